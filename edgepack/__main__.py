@@ -1,0 +1,3 @@
+from edgepack.cli.main import main
+
+raise SystemExit(main())
