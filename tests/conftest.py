@@ -16,11 +16,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 900,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 900, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m edgepack ARGS`` as a user would; returns the completed process."""
-    return subprocess.run([sys.executable, "-m", "edgepack", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd or ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "edgepack", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd or ROOT,
+    )
 
 
 @pytest.fixture(scope="session")

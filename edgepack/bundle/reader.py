@@ -20,7 +20,9 @@ def _open(path: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(path, mode="r:")
     except (tarfile.TarError, OSError) as e:
-        raise BundleError(f"{path} is not a bundle (not a tar file: {e})", "package it again with 'edgepack package'") from e
+        raise BundleError(
+            f"{path} is not a bundle (not a tar file: {e})", "package it again with 'edgepack package'"
+        ) from e
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -88,8 +88,11 @@ def write_bundle(output: Path, manifest: dict[str, Any], members: list[Member]) 
     manifest = dict(manifest)
     manifest["files"] = {m.path: {"sha256": m.sha256(), "size": m.size()} for m in ordered}
     manifest.pop("id", None)
-    manifest = {"format": BUNDLE_FORMAT, "id": bundle_id(manifest), **{k: v for k, v in manifest.items()
-                                                                       if k != "format"}}
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "id": bundle_id(manifest),
+        **{k: v for k, v in manifest.items() if k != "format"},
+    }
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
 
     out_dir = output.resolve().parent
@@ -117,7 +120,9 @@ def write_bundle(output: Path, manifest: dict[str, Any], members: list[Member]) 
         os.replace(tmp, output)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise BundleError(f"cannot write bundle {output}: {e.strerror or e}", "free disk space or choose another -o path") from e
+        raise BundleError(
+            f"cannot write bundle {output}: {e.strerror or e}", "free disk space or choose another -o path"
+        ) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -31,8 +31,10 @@ def render_summary(manifest: dict[str, Any], path: Path | None = None) -> None:
     if path is not None:
         c.print(f"[bold]{path}[/bold]  id {manifest['id'][:16]}")
     m = manifest["model"]
-    c.print(f"profile {manifest['profile']['name']} · task {m.get('task')} · opset {m.get('opset')} · "
-            f"runtime {manifest['runtime'].get('onnxruntime')} {manifest['runtime'].get('arch')}")
+    c.print(
+        f"profile {manifest['profile']['name']} · task {m.get('task')} · opset {m.get('opset')} · "
+        f"runtime {manifest['runtime'].get('onnxruntime')} {manifest['runtime'].get('arch')}"
+    )
     host = manifest.get("metrics", {}).get("host", {})
     if host:
         t = Table("", "reference (FP32)", "bundle")

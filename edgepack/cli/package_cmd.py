@@ -14,7 +14,9 @@ def register(sub: Any) -> None:
     p.add_argument("--quant", default="auto", choices=["auto", "none", "int8-dynamic", "int8-static", "int4"])
     p.add_argument("--calibration", help="texts file (one a line) or folder of .npy/.npz samples")
     p.add_argument("--task", help="e.g. feature-extraction, text-classification, audio-vad (default: detected)")
-    p.add_argument("--runtime", choices=["wheel", "minimal-build", "none"], help="default: the profile's runtime.source")
+    p.add_argument(
+        "--runtime", choices=["wheel", "minimal-build", "none"], help="default: the profile's runtime.source"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_run)
 
@@ -25,9 +27,15 @@ def _run(args: argparse.Namespace) -> int:
     from edgepack.cli.render import print_json, progress
     from edgepack.pipeline import PackageRequest, package
 
-    req = PackageRequest(source=Path(args.source), profile=args.profile, output=Path(args.output), quant=args.quant,
-                         calibration=Path(args.calibration) if args.calibration else None, task=args.task,
-                         runtime=args.runtime)
+    req = PackageRequest(
+        source=Path(args.source),
+        profile=args.profile,
+        output=Path(args.output),
+        quant=args.quant,
+        calibration=Path(args.calibration) if args.calibration else None,
+        task=args.task,
+        runtime=args.runtime,
+    )
     with progress(not args.json) as prog:
         result = package(req, progress=prog)
     if args.json:

@@ -28,16 +28,33 @@ def _list(args: argparse.Namespace) -> int:
 
     profiles = [load_file(path) for path in available().values()]
     if args.json:
-        print_json([{"name": p.name, "arch": p.device.arch, "cpu": p.device.cpu, "isa": p.device.isa,
-                     "memory_mb": p.device.memory_mb, "quantization": p.quantization.default,
-                     "description": p.description} for p in profiles])
+        print_json(
+            [
+                {
+                    "name": p.name,
+                    "arch": p.device.arch,
+                    "cpu": p.device.cpu,
+                    "isa": p.device.isa,
+                    "memory_mb": p.device.memory_mb,
+                    "quantization": p.quantization.default,
+                    "description": p.description,
+                }
+                for p in profiles
+            ]
+        )
         return 0
     from rich.table import Table
 
     t = Table("name", "arch", "cpu", "isa", "RAM MB", "quant")
     for p in profiles:
-        t.add_row(p.name, p.device.arch, p.device.cpu or "", ",".join(p.device.isa), str(p.device.memory_mb),
-                  p.quantization.default)
+        t.add_row(
+            p.name,
+            p.device.arch,
+            p.device.cpu or "",
+            ",".join(p.device.isa),
+            str(p.device.memory_mb),
+            p.quantization.default,
+        )
     console().print(t)
     return 0
 

@@ -27,10 +27,17 @@ class Progress:
     """A progress callback for the core: ``progress(step, done, total)``; draws a rich bar on stderr."""
 
     def __init__(self) -> None:
-        from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
 
-        self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                 TimeElapsedColumn(), console=console(stderr=True), transient=False)
+        self._bar = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console(stderr=True),
+            transient=False,
+        )
         self._tasks: dict[str, Any] = {}
 
     def __call__(self, step: str, done: float, total: float | None = None) -> None:

@@ -13,8 +13,13 @@ import pytest
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("edgepack", "edgepack hardware-in-the-loop")
-    group.addoption("--edgepack-target", action="append", default=[], metavar="NAME",
-                    help="run edgepack HIL tests against this target (repeatable)")
+    group.addoption(
+        "--edgepack-target",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run edgepack HIL tests against this target (repeatable)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -27,9 +32,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if targets:
             metafunc.parametrize("edgepack_target", targets, indirect=True, ids=targets)
         else:
-            metafunc.parametrize("edgepack_target", [pytest.param(None, marks=pytest.mark.skip(
-                reason="no --edgepack-target given; pass --edgepack-target NAME to run HIL tests"))],
-                indirect=True, ids=["no-target"])
+            metafunc.parametrize(
+                "edgepack_target",
+                [
+                    pytest.param(
+                        None,
+                        marks=pytest.mark.skip(
+                            reason="no --edgepack-target given; pass --edgepack-target NAME to run HIL tests"
+                        ),
+                    )
+                ],
+                indirect=True,
+                ids=["no-target"],
+            )
 
 
 @pytest.fixture
