@@ -88,11 +88,8 @@ def write_bundle(output: Path, manifest: dict[str, Any], members: list[Member]) 
     manifest = dict(manifest)
     manifest["files"] = {m.path: {"sha256": m.sha256(), "size": m.size()} for m in ordered}
     manifest.pop("id", None)
-    manifest = {
-        "format": BUNDLE_FORMAT,
-        "id": bundle_id(manifest),
-        **{k: v for k, v in manifest.items() if k != "format"},
-    }
+    manifest["format"] = BUNDLE_FORMAT
+    manifest["id"] = bundle_id(manifest)
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
 
     out_dir = output.resolve().parent

@@ -1,0 +1,108 @@
+"""optimize: ORT's transformer optimizer for BERT-like graphs, onnxscript's optimizer (constant folding, dead
+branches) for the rest, after pinning the inputs the task fixes (e.g. silero-vad's sample rate)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from edgepack.errors import PassError
+from edgepack.passes.base import ModelArtifact, Pass, PassConfig, PassContext
+
+BERT_LIKE = {"bert", "roberta", "distilbert", "xlm-roberta", "camembert", "mpnet", "electra", "albert"}
+# Inputs a task pins to one value: fixing them lets constant folding remove the branches for the other values.
+TASK_PINNED_INPUTS: dict[str, dict[str, int]] = {"audio-vad": {"sr": 16000}}
+
+
+class OptimizeConfig(PassConfig):
+    pinned_inputs: dict[str, int] = Field(default_factory=dict)
+    transformer_fusion: bool = True
+    # int4 quantizes the word-embedding Gather; a fused EmbedLayerNormalization would hide it from the quantizer.
+    fuse_embed_layer_norm: bool = True
+
+
+def hf_model_type(source_dir: Path | None) -> str | None:
+    if source_dir is None or not (source_dir / "config.json").is_file():
+        return None
+    value = json.loads((source_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
+    return str(value) if value else None
+
+
+def pin_inputs(model: Any, values: dict[str, int]) -> list[str]:
+    """Turn graph inputs into int64 initializers; returns the names that were pinned."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    pinned = []
+    for name, value in values.items():
+        found = [i for i in model.graph.input if i.name == name]
+        if not found:
+            continue
+        model.graph.input.remove(found[0])
+        model.graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np.int64), name))
+        pinned.append(name)
+    return pinned
+
+
+class OptimizePass(Pass[OptimizeConfig]):
+    name: ClassVar[str] = "optimize"
+    Config: ClassVar[type[PassConfig]] = OptimizeConfig
+
+    def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
+        import onnx
+
+        cfg: OptimizeConfig = self.config  # type: ignore[assignment]
+        out = ctx.work_dir / "optimize" / "model.onnx"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        model_type = hf_model_type(artifact.source_dir)
+        if cfg.transformer_fusion and model_type in BERT_LIKE:
+            method = self._transformer(artifact.onnx_path, out, model_type, cfg.fuse_embed_layer_norm)
+            pinned: list[str] = []
+        else:
+            model = onnx.load(str(artifact.onnx_path))
+            pinned = pin_inputs(model, cfg.pinned_inputs)
+            method = self._fold(model, out)
+        self.extra_params = {"method": method, "model_type": model_type, "pinned": pinned}
+        notes = dict(artifact.notes)
+        notes["pinned_inputs"] = {k: cfg.pinned_inputs[k] for k in pinned}
+        return ModelArtifact(onnx_path=out, task=artifact.task, source_dir=artifact.source_dir, notes=notes)
+
+    def _transformer(self, src: Path, out: Path, model_type: str, fuse_embed: bool) -> str:
+        import logging
+
+        from onnxruntime.transformers.fusion_options import FusionOptions
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+        # opt_level 0: only the Python fusions (Attention, SkipLayerNorm, BiasGelu…); ORT's own graph optimizations
+        # run again on the device, so baking x86-specific ones in here would be wrong for an ARM target.
+        try:
+            options = FusionOptions("bert")
+            options.enable_embed_layer_norm = fuse_embed
+            opt = optimize_model(
+                str(src), model_type="bert", num_heads=0, hidden_size=0, opt_level=0, optimization_options=options
+            )
+        except Exception as e:  # the fusion scripts raise assorted errors on graphs they do not understand
+            raise PassError(
+                f"transformer optimizer failed on a {model_type} graph ({str(e)[:160]})",
+                "package with a plain export: report this model to edgepack",
+            ) from e
+        opt.save_model_to_file(str(out))
+        fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
+        self.extra_params["fused"] = fused
+        return "onnxruntime.transformers(bert)"
+
+    def _fold(self, model: Any, out: Path) -> str:
+        import onnx
+        from onnxscript import optimizer
+
+        try:
+            folded = optimizer.optimize(model)
+            onnx.checker.check_model(folded)
+        except Exception as e:  # onnxscript raises many types; any failure means "cannot fold this graph"
+            raise PassError(f"constant folding failed ({str(e)[:160]})", "package with --task generic") from e
+        onnx.save(folded, str(out))
+        return "onnxscript.optimizer"
