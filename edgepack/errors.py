@@ -77,8 +77,9 @@ class HostKeyError(ConnectError):
 class CommandFailed(TransportError):
     """A command on the target exited non-zero."""
 
-    def __init__(self, what: str, fix: str | None = None, *, exit_status: int = 1,
-                 stdout: str = "", stderr: str = "") -> None:
+    def __init__(
+        self, what: str, fix: str | None = None, *, exit_status: int = 1, stdout: str = "", stderr: str = ""
+    ) -> None:
         super().__init__(what, fix)
         self.exit_status = exit_status
         self.stdout = stdout

@@ -11,8 +11,16 @@ from edgepack.errors import ConfigError
 from edgepack.profiles import available, load, load_file
 from tests.conftest import run_cli
 
-SHIPPED = ["rpi-zero-2w", "rpi-3b", "rpi-4b", "rpi-5", "jetson-nano", "jetson-orin-nano", "generic-aarch64",
-           "generic-x86_64"]
+SHIPPED = [
+    "rpi-zero-2w",
+    "rpi-3b",
+    "rpi-4b",
+    "rpi-5",
+    "jetson-nano",
+    "jetson-orin-nano",
+    "generic-aarch64",
+    "generic-x86_64",
+]
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -101,7 +101,7 @@ def postprocess(value: np.ndarray, feeds: dict[str, np.ndarray], spec: dict[str,
         pooled = (value * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
         if spec.get("normalize"):
             pooled = pooled / np.clip(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12, None)
-        return pooled.astype(np.float32)
+        return np.asarray(pooled, dtype=np.float32)
     raise SourceError(f"unknown postprocess kind {spec['kind']!r}", "use none or mean_pooling")
 
 

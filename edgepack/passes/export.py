@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from edgepack.errors import SourceError
 from edgepack.passes.base import ModelArtifact, Pass, PassConfig, PassContext
@@ -24,7 +24,7 @@ def is_model_folder(path: Path) -> bool:
     )
 
 
-def load_checked_onnx(path: Path) -> object:
+def load_checked_onnx(path: Path) -> Any:
     """Load + check an .onnx, turning every way it can be broken into one SourceError."""
     import onnx
 
@@ -67,7 +67,7 @@ class ExportPass(Pass[ExportConfig]):
         return ModelArtifact(onnx_path=dest, task=artifact.task, source_dir=None, notes=dict(artifact.notes))
 
     def _from_folder(self, src: Path, out_dir: Path, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
-        cfg: ExportConfig = self.config  # type: ignore[assignment]
+        cfg: ExportConfig = self.config
         library = cfg.library
         if library == "auto":
             library = "sentence_transformers" if (src / "modules.json").is_file() else "transformers"

@@ -54,7 +54,7 @@ class OptimizePass(Pass[OptimizeConfig]):
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
         import onnx
 
-        cfg: OptimizeConfig = self.config  # type: ignore[assignment]
+        cfg: OptimizeConfig = self.config
         out = ctx.work_dir / "optimize" / "model.onnx"
         out.parent.mkdir(parents=True, exist_ok=True)
         model_type = hf_model_type(artifact.source_dir)

@@ -51,7 +51,7 @@ class PrunePass(Pass[PruneConfig]):
     Config: ClassVar[type[PassConfig]] = PruneConfig
 
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
-        cfg: PruneConfig = self.config  # type: ignore[assignment]
+        cfg: PruneConfig = self.config
         work = ctx.work_dir / "prune"
         work.mkdir(parents=True, exist_ok=True)
         model = work / "model.onnx"

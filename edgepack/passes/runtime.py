@@ -23,7 +23,7 @@ class RuntimePass(Pass[RuntimeConfig]):
     Config: ClassVar[type[PassConfig]] = RuntimeConfig
 
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
-        cfg: RuntimeConfig = self.config  # type: ignore[assignment]
+        cfg: RuntimeConfig = self.config
         files = []
         version: str | None = cfg.onnxruntime
         if cfg.source == "wheel":

@@ -6,10 +6,9 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from edgepack import __version__
 from edgepack.bundle import Member, write_bundle
@@ -77,14 +76,6 @@ def _check_inputs(req: PackageRequest) -> None:
         raise BundleError(f"-o {req.output} is a folder", "give a file name, e.g. model.edgepack")
     if req.quant != "auto" and req.quant not in QUANT_MODES:
         raise ConfigError(f"unknown --quant {req.quant}", f"use one of auto, {', '.join(QUANT_MODES)}")
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _host_exe() -> Path:
@@ -159,14 +150,9 @@ def package(req: PackageRequest, progress: ProgressFn | None = None) -> PackageR
     profile = load(req.profile)
     mode = profile.quantization.default if req.quant == "auto" else req.quant
     runtime_source = req.runtime or profile.runtime.source
-    if runtime_source == "path":
-        runtime_source_cfg = "path"
-    else:
-        runtime_source_cfg = runtime_source
     from edgepack.pipeline.reference_build import TEXT_TASKS, build_reference, detect_task
 
     task = req.task or detect_task(req.source)
-    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgepack-package-") as tmp:
         ctx = PassContext(profile=profile, work_dir=Path(tmp), progress=progress)
         records: list[PassRecord] = []
@@ -199,12 +185,14 @@ def package(req: PackageRequest, progress: ProgressFn | None = None) -> PackageR
         )
         if mode != "none":
             art = step(_quant_pass(mode, profile), art)
-        platform = "amd64" if profile.device.arch == "x86_64" else "arm"
+        platform: Literal["arm", "amd64"] = "amd64" if profile.device.arch == "x86_64" else "arm"
         art = step(PrunePass(PruneConfig(target_platform=platform)), art)
         art = step(
             RuntimePass(
                 RuntimeConfig(
-                    source=runtime_source_cfg, onnxruntime=profile.runtime.onnxruntime, arch=profile.device.arch
+                    source=cast(Literal["wheel", "minimal-build", "path", "none"], runtime_source),
+                    onnxruntime=profile.runtime.onnxruntime,
+                    arch=profile.device.arch,
                 )
             ),
             art,
@@ -306,7 +294,6 @@ def package(req: PackageRequest, progress: ProgressFn | None = None) -> PackageR
             rec["seconds"] = round(float(secs), 3)
         ctx.report("bundle", 0, None)
         final = write_bundle(req.output, manifest, members)
-        _ = time.perf_counter() - started
         return PackageResult(manifest=final, output=req.output)
 
 

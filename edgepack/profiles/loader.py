@@ -64,8 +64,7 @@ def _resolve_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     sibling = path.parent / f"{parent}.yaml"
     parent_path = sibling if sibling.exists() else available().get(parent)
     if parent_path is None:
-        raise ConfigError(f"{path}: extends unknown profile '{parent}'",
-                          f"use one of: {', '.join(available())}")
+        raise ConfigError(f"{path}: extends unknown profile '{parent}'", f"use one of: {', '.join(available())}")
     base = _resolve_raw(parent_path, (*seen, path))
     base.pop("name", None)
     base.pop("description", None)
