@@ -119,8 +119,9 @@ def deploy_to(
                 need = local.size - reusable + local.extracted_size + (1 << 20)
                 preflight.check(facts, local.manifest, tgt.name, need_disk=need)
                 up_progress = (lambda s, d, n: progress(step + "upload", d, n)) if progress else None
-                remote, sent = upload(tr, local, f"{root}/incoming", progress=up_progress)
-                t = mark("upload", t)
+                remote, sent, moving = upload(tr, local, f"{root}/incoming", progress=up_progress)
+                phases["upload"] = moving
+                t = mark("upload_verify", t + moving)
                 if progress:
                     progress(step + "install", 0, None)
                 installer.install(tr, root, remote, local.id, keep=keep)

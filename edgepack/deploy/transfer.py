@@ -7,6 +7,7 @@ bytes already there) and become ``<id>.edgepack`` only after the board's own ``s
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,11 @@ def upload(
     *,
     progress: ProgressFn | None = None,
     timeout: float = 600.0,
-) -> tuple[str, int]:
-    """Put the bundle at ``incoming/<id>.edgepack`` on the target; returns (remote path, bytes sent)."""
+) -> tuple[str, int, float]:
+    """Put the bundle at ``incoming/<id>.edgepack`` on the target.
+
+    Returns (remote path, bytes sent, seconds spent moving bytes — the upload phase without the hashing).
+    """
     final = f"{incoming}/{bundle.id}.edgepack"
     partial = final + ".partial"
     hash_timeout = max(60.0, bundle.size / 2e6)  # sha256 on an emulated or slow board: ≥2 MB/s
@@ -78,18 +82,21 @@ def upload(
         and done.size == bundle.size
         and remote_sha256(transport, final, timeout=hash_timeout) == bundle.sha256
     ):
-        return final, 0
+        return final, 0, 0.0
     sent = 0
+    moving = 0.0
     for attempt in (1, 2):
         have = transport.stat(partial)
         offset = have.size if have is not None and have.size <= bundle.size and attempt == 1 else 0
+        t0 = time.monotonic()
         sent += transport.put(bundle.path, partial, offset=offset, progress=progress, timeout=timeout)
+        moving += time.monotonic() - t0
         got = remote_sha256(transport, partial, timeout=hash_timeout)
         if got == bundle.sha256:
             transport.run(f"mv -f {quote(partial)} {quote(final)}", timeout=60).check(
                 transport.name, "renaming the upload"
             )
-            return final, sent
+            return final, sent, moving
         if offset == 0:
             break
         # The resumed prefix was not ours (or was damaged): start over once from byte 0.
