@@ -136,6 +136,20 @@ class _Timings:
         return measured
 
 
+# Below this many FP32 bytes quantizing gains under ~3 MB and ORT's int8 kernels do not speed up the small convs
+# and recurrent cells such models are made of (silero-vad: 2.3 MB), while it costs accuracy: auto keeps them float.
+SMALL_MODEL_BYTES = 4_000_000
+
+
+def resolve_quant(requested: str, profile: Profile, fp32_bytes: int) -> tuple[str, str]:
+    """The quantization mode to use and why."""
+    if requested != "auto":
+        return requested, "--quant"
+    if fp32_bytes < SMALL_MODEL_BYTES and profile.quantization.default != "none":
+        return "none", f"auto: model under {SMALL_MODEL_BYTES // 1_000_000} MB gains nothing from quantization"
+    return profile.quantization.default, f"auto: profile {profile.name} default"
+
+
 def _suggest_quant(fp32_bytes: int, budget_mb: float) -> str:
     for mode in ("int8-dynamic", "int4"):
         if fp32_bytes * QUANT_SIZE_RATIO[mode] <= budget_mb * 1e6:
@@ -148,7 +162,6 @@ def package(req: PackageRequest, progress: ProgressFn | None = None) -> PackageR
 
     _check_inputs(req)
     profile = load(req.profile)
-    mode = profile.quantization.default if req.quant == "auto" else req.quant
     runtime_source = req.runtime or profile.runtime.source
     from edgepack.pipeline.reference_build import TEXT_TASKS, build_reference, detect_task
 
@@ -172,6 +185,7 @@ def package(req: PackageRequest, progress: ProgressFn | None = None) -> PackageR
         art = ModelArtifact(onnx_path=req.source, task=task)
         art = step(ExportPass(ExportConfig(opset=profile.runtime.opset, task=export_task)), art)
         reference_model = art.onnx_path
+        mode, mode_reason = resolve_quant(req.quant, profile, reference_model.stat().st_size)
         tokenizer_dir = art.source_dir if task in TEXT_TASKS else None
         ctx.report("reference", 0, None)
         reference, calibration = build_reference(task, reference_model, tokenizer_dir, req.calibration)
@@ -251,6 +265,7 @@ def package(req: PackageRequest, progress: ProgressFn | None = None) -> PackageR
                 "source": req.source.name,
                 "task": task,
                 "quantization": mode,
+                "quantization_reason": mode_reason,
                 "opset": _opset(art.onnx_path),
                 "ir_version": _ir_version(art.onnx_path),
                 "member": shipped_member,

@@ -38,6 +38,9 @@ def detect_task(source: Path) -> str:
         if any(str(a).endswith("ForSequenceClassification") for a in cfg.get("architectures") or []):
             return "text-classification"
         return "feature-extraction"
+    from edgepack.passes.export import load_checked_onnx
+
+    load_checked_onnx(source)  # a broken file is reported as such before anything reads its inputs
     inputs, _ = model_io(source)
     if {"input", "state", "sr"} <= {i.name for i in inputs}:
         return "audio-vad"
