@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepack.bundle import read_manifest, verify
+from edgepack.bundle import read_manifest, read_member, verify
 from tests.conftest import ROOT, run_cli
 
 
@@ -218,7 +218,7 @@ def test_minilm_bundle_contents_and_metrics(minilm_int8_bundle: Path) -> None:
         "host/edgepack-host.exe",
         "install.sh",
     } <= names
-    index = json.loads(tarfile.open(minilm_int8_bundle).extractfile("reference/index.json").read())  # type: ignore[union-attr]
+    index = json.loads(read_member(minilm_int8_bundle, "reference/index.json"))
     assert len(index["samples"]) >= 64
     assert index["compare_output"] == "sentence_embedding"
     assert verify(minilm_int8_bundle).ok
