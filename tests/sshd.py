@@ -97,16 +97,31 @@ class Sshd:
             self._make_netns()
         self.port = _free_port() if not self.netns else 2222
         cfg = self.dir / "sshd_config"
-        cfg.write_text("\n".join([
-            f"Port {self.port}", f"ListenAddress {self.host}", f"HostKey {self.host_key}",
-            f"PidFile {self.dir / 'sshd.pid'}", f"AuthorizedKeysFile {auth}", "PubkeyAuthentication yes",
-            "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
-            "StrictModes no", "UsePAM no",
-            # Aborted sessions (link cut, killed client) end within ~6 s instead of piling up.
-            "ClientAliveInterval 2", "ClientAliveCountMax 3",
-            "MaxStartups 64:30:128", "MaxSessions 64", "LogLevel ERROR",
-            "Subsystem sftp /usr/lib/openssh/sftp-server", "",
-        ]))
+        cfg.write_text(
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    f"ListenAddress {self.host}",
+                    f"HostKey {self.host_key}",
+                    f"PidFile {self.dir / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {auth}",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PermitRootLogin prohibit-password",
+                    "StrictModes no",
+                    "UsePAM no",
+                    # Aborted sessions (link cut, killed client) end within ~6 s instead of piling up.
+                    "ClientAliveInterval 2",
+                    "ClientAliveCountMax 3",
+                    "MaxStartups 64:30:128",
+                    "MaxSessions 64",
+                    "LogLevel ERROR",
+                    "Subsystem sftp /usr/lib/openssh/sftp-server",
+                    "",
+                ]
+            )
+        )
         cmd = [SSHD, "-D", "-e", "-f", str(cfg)]
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns, *cmd]
@@ -140,8 +155,24 @@ class Sshd:
         _ip("-n", self.netns, "link", "set", "lo", "up")
         if self.rate:
             # Throttle the board's send and receive side so uploads take long enough to interrupt.
-            subprocess.run(["tc", "qdisc", "add", "dev", self.veth_host, "root", "tbf", "rate", self.rate,
-                            "burst", "32kb", "latency", "50ms"], check=True)
+            subprocess.run(
+                [
+                    "tc",
+                    "qdisc",
+                    "add",
+                    "dev",
+                    self.veth_host,
+                    "root",
+                    "tbf",
+                    "rate",
+                    self.rate,
+                    "burst",
+                    "32kb",
+                    "latency",
+                    "50ms",
+                ],
+                check=True,
+            )
 
     def _cleanup_netns(self) -> None:
         if self.netns:
@@ -168,5 +199,13 @@ class Sshd:
 
     # -- for edgepack ------------------------------------------------------------------------------------------
     def target(self, name: str, root: Path | str, **extra: Any) -> dict[str, Any]:
-        return {"name": name, "host": self.host, "port": self.port, "user": "root", "identity": str(self.client_key),
-                "known_hosts": str(self.known_hosts), "root": str(root), **extra}
+        return {
+            "name": name,
+            "host": self.host,
+            "port": self.port,
+            "user": "root",
+            "identity": str(self.client_key),
+            "known_hosts": str(self.known_hosts),
+            "root": str(root),
+            **extra,
+        }

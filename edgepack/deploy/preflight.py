@@ -139,7 +139,7 @@ def fitting_profiles(facts: Facts, exclude: str | None = None) -> list[str]:
     from edgepack.errors import ConfigError
     from edgepack.profiles import available, load
 
-    fits: list[tuple[int, str]] = []
+    fits: list[tuple[int, tuple[int, ...], str]] = []
     for name in available():
         if name == exclude:
             continue
@@ -151,8 +151,10 @@ def fitting_profiles(facts: Facts, exclude: str | None = None) -> list[str]:
             continue
         if facts.glibc and _version(dev.glibc) > _version(facts.glibc):
             continue
-        fits.append((len(dev.isa), name))
-    return [n for _, n in sorted(fits, key=lambda t: (-t[0], t[1]))]
+        fits.append((len(dev.isa), _version(dev.glibc), name))
+    # Most specific first: more ISA features used, then the newest glibc the board still satisfies.
+    ranked = sorted(fits, key=lambda t: (-t[0], tuple(-x for x in t[1]), t[2]))
+    return [n for _, _, n in ranked]
 
 
 def problems(facts: Facts, manifest: dict[str, Any], *, need_disk: int = 0, need_mem: int = 0) -> list[str]:

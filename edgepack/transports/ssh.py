@@ -131,6 +131,7 @@ class SshTransport:
                 look_for_keys=self.identity is None,
             )
         except paramiko.BadHostKeyException as e:
+            client.close()
             sock.close()
             raise HostKeyError(
                 f"{self.name}: the host key of {self._where()} CHANGED (not the one in {kh})",
@@ -138,12 +139,14 @@ class SshTransport:
                 "its line in known_hosts; otherwise do not connect",
             ) from e
         except paramiko.AuthenticationException as e:
+            client.close()
             sock.close()
             raise ConnectError(
                 f"{self.name}: authentication failed for {self._where()} with key {self.identity or '(default keys)'}",
                 "check the target's user and identity",
             ) from e
         except paramiko.SSHException as e:
+            client.close()
             sock.close()
             if "known_hosts" in str(e) or "not found in" in str(e):
                 raise HostKeyError(
@@ -153,6 +156,7 @@ class SshTransport:
                 ) from e
             raise ConnectError(f"{self.name}: SSH to {self._where()} failed: {e}", "check the target's sshd") from e
         except (OSError, EOFError) as e:
+            client.close()
             sock.close()
             raise ConnectError(
                 f"{self.name}: connection to {self._where()} failed: {e}", "check that the target is up"
@@ -172,7 +176,8 @@ class SshTransport:
 
         try:
             yield
-        except (TimeoutError, EOFError, paramiko.SSHException, ConnectionError) as e:
+        except (EOFError, paramiko.SSHException, OSError) as e:
+            # OSError includes "Socket is closed" from a channel whose transport died under it (link cut).
             what = f"{self.name}: connection to {self._where()} lost while {doing} ({e or type(e).__name__})"
             raise ConnectError(
                 what,
