@@ -1,0 +1,220 @@
+"""Configure, compile and publish a reduced-operator minimal ORT shared library (native x86_64, cross aarch64).
+
+A build happens in ``cache_dir()/ort-build/work/<key>/`` (kept across interruptions, so ninja resumes where it
+stopped) and reaches the cache only through ``cache.publish`` after verification.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from edgepack.errors import BuildError, ConfigError
+from edgepack.paths import cache_dir
+from edgepack.runtime.minimal import sources
+from edgepack.runtime.minimal.buildenv import BuildEnv
+from edgepack.runtime.minimal.sources import SourceTree
+
+Progress = Callable[[str, float, "float | None"], None]
+
+HOST_ARCH = "x86_64"
+SUPPORTED_ARCHS = ("x86_64", "aarch64")
+TARGET_PLATFORM = {"x86_64": "amd64", "aarch64": "arm"}  # convert_onnx_models_to_ort --target_platform
+GNU_TRIPLET = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
+
+# Warnings GCC 14 raises on ORT 1.21 that its -Werror would turn into errors.
+_WNO = "-Wno-error=uninitialized -Wno-error=array-bounds -Wno-error=unused-variable -Wno-error=unused-but-set-variable"
+
+# Part of the cache key: change any of these and a different library results.
+COMMON_FLAGS = [
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DFETCHCONTENT_FULLY_DISCONNECTED=ON",
+    "-Dsafeint_SOURCE_DIR=/usr/include/safeint",
+    "-Donnxruntime_USE_PREINSTALLED_EIGEN=ON",
+    "-Deigen_SOURCE_PATH=/usr/include/eigen3",
+    "-Donnxruntime_BUILD_SHARED_LIB=ON",
+    "-Donnxruntime_BUILD_UNIT_TESTS=OFF",
+    "-Donnxruntime_BUILD_BENCHMARKS=OFF",
+    "-Donnxruntime_DISABLE_ABSEIL=ON",
+    "-Donnxruntime_ENABLE_PYTHON=OFF",
+    "-Donnxruntime_USE_XNNPACK=OFF",
+    "-Donnxruntime_USE_DNNL=OFF",
+    "-Donnxruntime_MINIMAL_BUILD=ON",
+    "-Donnxruntime_REDUCED_OPS_BUILD=ON",
+    "-Donnxruntime_DISABLE_RTTI=ON",
+    "-Donnxruntime_DISABLE_ML_OPS=ON",
+    "-Donnxruntime_USE_FULL_PROTOBUF=OFF",
+    "-Donnxruntime_DISABLE_EXCEPTIONS=ON",
+    "-Donnxruntime_ENABLE_CPUINFO=OFF",
+    # The library finds the libraries shipped beside it (libprotobuf-lite) wherever the bundle is unpacked.
+    "-DCMAKE_BUILD_RPATH=$ORIGIN",
+    f"-DCMAKE_C_FLAGS={_WNO}",
+    f"-DCMAKE_CXX_FLAGS={_WNO}",
+    # Runs on glibc 2.36 / GCC 12's libstdc++ (Raspberry Pi OS Bookworm): the C23 strtol family comes from
+    # glibc_compat.c, and libstdc++ is linked in (hidden by ORT's version script) instead of needing GLIBCXX_3.4.32.
+    "-DCMAKE_SHARED_LINKER_FLAGS=/ort/work/glibc_compat.o -static-libstdc++ -static-libgcc",
+]
+# Not cmake flags, but they change what is published: part of the cache key too.
+PACKAGING = ["edgepack:strip-unneeded", "edgepack:protobuf-lite=bookworm-3.21.12-3+deb12u1"]
+CROSS_FLAGS = {
+    "aarch64": [
+        "-DCMAKE_TOOLCHAIN_FILE=/ort/work/toolchain-aarch64.cmake",
+        "-DProtobuf_PROTOC_EXECUTABLE=/usr/bin/protoc",
+        "-DONNX_CUSTOM_PROTOC_EXECUTABLE=/usr/bin/protoc",
+    ]
+}
+TOOLCHAIN_AARCH64 = """\
+set(CMAKE_SYSTEM_NAME Linux)
+set(CMAKE_SYSTEM_PROCESSOR aarch64)
+set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
+set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)
+set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
+set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu /usr)
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE BOTH)
+set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
+set(ENV{PKG_CONFIG_LIBDIR} /usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig)
+"""
+CC = {"x86_64": "gcc", "aarch64": "aarch64-linux-gnu-gcc"}
+STRIP = {"x86_64": "strip", "aarch64": "aarch64-linux-gnu-strip"}
+
+_NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
+
+
+def check_arch(arch: str) -> None:
+    if arch not in SUPPORTED_ARCHS:
+        raise ConfigError(
+            f"no toolchain for {arch} here: minimal ORT builds cover {' and '.join(SUPPORTED_ARCHS)} (a trixie chroot "
+            "with the arm64 cross compiler)",
+            f"use a profile with device.arch aarch64 or x86_64, or build on an {arch} machine with --ort-source DIR "
+            "and ORT's tools/ci_build/build.py --minimal_build",
+        )
+
+
+def flags_for(arch: str) -> list[str]:
+    check_arch(arch)
+    return COMMON_FLAGS + CROSS_FLAGS.get(arch, [])
+
+
+def key_flags(arch: str) -> list[str]:
+    """Everything about how the library is made that the cache key must cover."""
+    return flags_for(arch) + PACKAGING
+
+
+def work_root() -> Path:
+    return cache_dir() / "ort-build" / "work"
+
+
+@contextmanager
+def locked(key: str) -> Iterator[Path]:
+    """The work folder for ``key``, held under an exclusive lock (two builds of one key would trample ninja)."""
+    work = work_root() / key
+    work.mkdir(parents=True, exist_ok=True)
+    with (work_root() / f"{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield work
+
+
+@dataclass(frozen=True)
+class Compiled:
+    library: Path  # in the work folder's build dir
+    extra_libs: list[Path]
+    seconds: float
+    steps: int  # ninja steps run this time (0 when nothing was left to do)
+
+
+def compile_library(
+    env: BuildEnv,
+    tree: SourceTree,
+    arch: str,
+    config: Path,
+    work: Path,
+    *,
+    progress: Progress | None = None,
+) -> Compiled:
+    """Configure and build ``libonnxruntime`` in ``work/build`` for ``arch`` with the ops in ``config``."""
+    flags = flags_for(arch)
+    t0 = time.monotonic()
+    build = work / "build"
+    build.mkdir(exist_ok=True)
+    log = work / "build.log"
+    shutil.copyfile(config, work / "required_operators.config")
+    if arch == "aarch64":
+        (work / "toolchain-aarch64.cmake").write_text(TOOLCHAIN_AARCH64)
+    shim = resources.files("edgepack.runtime.minimal").joinpath("glibc_compat.c").read_text()
+    (work / "glibc_compat.c").write_text(shim)
+    binds = {"/ort/src": tree.root, "/ort/work": work}
+    onnx = ""
+    if tree.onnx_dir is not None:
+        binds["/ort/onnx"] = tree.onnx_dir
+        onnx = "-DFETCHCONTENT_SOURCE_DIR_ONNX=/ort/onnx"
+    q = " ".join(f"'{f}'" for f in flags)
+    reduced = build / ".edgepack-reduced"
+    if not reduced.is_file():
+        # reduce_op_kernels rewrites the kernel registration files in the build dir; done once per work folder
+        # so a resumed build does not recompile them.
+        if progress:
+            progress("configure: reduce operator kernels", 0, None)
+        env.run(
+            "cd /ort/src && python3 tools/ci_build/reduce_op_kernels.py --cmake_build_dir /ort/work/build "
+            "--enable_type_reduction /ort/work/required_operators.config",
+            binds=binds,
+            log=log,
+            timeout=600,
+        )
+        reduced.write_text("done\n")
+    # Plain C11 (no _GNU_SOURCE): the calls inside bind to the pre-2.38 symbols.
+    env.run(
+        f"{CC[arch]} -std=c11 -O2 -fPIC -c /ort/work/glibc_compat.c -o /ort/work/glibc_compat.o",
+        binds={"/ort/work": work},
+        log=log,
+        timeout=300,
+    )
+    flags_file = build / ".edgepack-flags"
+    if not (build / "build.ninja").is_file() or not flags_file.is_file() or flags_file.read_text() != "\n".join(flags):
+        if progress:
+            progress("configure: cmake", 0, None)
+        env.run(f"cmake -S /ort/src/cmake -B /ort/work/build -G Ninja {onnx} {q}", binds=binds, log=log, timeout=1200)
+        (build / ".edgepack-flags").write_text("\n".join(flags))
+    steps = 0
+
+    def on_line(line: str) -> None:
+        nonlocal steps
+        m = _NINJA_STEP.match(line)
+        if m:
+            steps += 1
+            done, total = int(m.group(1)), int(m.group(2))
+            if progress:
+                progress("compile" if done < total else "link", float(done), float(total))
+
+    jobs = os.environ.get("EDGEPACK_BUILD_JOBS", "2")
+    env.run(f"ninja -C /ort/work/build -j{jobs} onnxruntime", binds=binds, log=log, on_line=on_line, timeout=7200)
+    lib = _find_library(build, tree.version)
+    if progress:
+        progress("strip", 0, 1)
+    # The symbol table is half the file and nothing at run time reads it (exports live in .dynsym).
+    stripped = work / f"{lib.name}.stripped"
+    env.run(
+        f"{STRIP[arch]} --strip-unneeded -o /ort/work/{stripped.name} /ort/work/build/{lib.name}",
+        binds={"/ort/work": work},
+        log=log,
+        timeout=300,
+    )
+    return Compiled(stripped, sources.runtime_libs(arch), time.monotonic() - t0, steps)
+
+
+def _find_library(build: Path, version: str) -> Path:
+    cands = [p for p in build.glob("libonnxruntime.so*") if p.is_file() and not p.is_symlink()]
+    if not cands:
+        raise BuildError(f"the build in {build} made no libonnxruntime.so", "see build.log there and run again")
+    exact = [p for p in cands if p.name == f"libonnxruntime.so.{version}"]
+    return exact[0] if exact else max(cands, key=lambda p: len(p.name))
