@@ -79,14 +79,10 @@ def _check_inputs(req: PackageRequest) -> None:
 
 
 def _host_exe() -> Path:
-    try:
-        from edgepack.runtime.host import host_exe
-    except ImportError:
-        exe = project_root() / "build" / "host" / "edgepack-host.exe"
-        if exe.is_file():
-            return exe
-        raise ConfigError("the C# device host is not built", "run 'make host'") from None
-    return host_exe()
+    exe = project_root() / "build" / "host" / "edgepack-host.exe"
+    if exe.is_file():
+        return exe
+    raise ConfigError("the C# device host is not built", "run 'make host'")
 
 
 def _install_script() -> bytes:
@@ -97,25 +93,9 @@ def _install_script() -> bytes:
 
 
 def _quant_pass(mode: str, profile: Profile) -> Pass[Any]:
-    from edgepack.passes.quantize import QuantizePass
+    from edgepack.passes.quantize import QuantizeConfig, QuantizePass
 
-    q = profile.quantization
-    cfg = (
-        QuantizePass.Config.model_validate(QuantizePass.config_for(mode, profile))
-        if hasattr(QuantizePass, "config_for")
-        else QuantizePass.Config.model_validate(
-            {
-                "mode": mode,
-                "weight_type": q.weight_type,
-                "per_channel": q.per_channel,
-                "exclude_ops": q.exclude_ops,
-                "block_size": q.int4_block_size,
-                "quantize_embeddings": q.int4_quantize_embeddings,
-                "fallback": q.fallback,
-            }
-        )
-    )
-    return QuantizePass(cfg)
+    return QuantizePass(QuantizeConfig.from_profile(profile, mode))
 
 
 class _Timings:
