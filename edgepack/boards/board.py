@@ -339,7 +339,7 @@ def _populate_upper(d: Path, name: str, host_key: Path, client_pub: str, listen:
     (up / "etc/hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n")
 
 
-def _scripts(d: Path, lower: Path, wrapper: Path, storage_mb: int | None) -> Path:
+def _scripts(d: Path, name: str, lower: Path, wrapper: Path, storage_mb: int | None) -> Path:
     q = shlex.quote
     storage = ""
     if storage_mb:
@@ -350,6 +350,7 @@ def _scripts(d: Path, lower: Path, wrapper: Path, storage_mb: int | None) -> Pat
 set -eu
 B={q(str(d))}
 R="$B/rootfs"
+echo {q(name)} > /proc/sys/kernel/hostname  # own UTS namespace: the board's hostname is its name
 mount -t overlay edgepack-board -o lowerdir={q(str(lower))},upperdir="$B/upper",workdir="$B/work" "$R"
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
 mount --rbind /dev "$R/dev"
@@ -406,6 +407,7 @@ def _launch(d: Path, stage1: Path, ns: str | None) -> tuple[int, int]:
         "--pid",
         "--fork",
         "--kill-child",
+        "--uts",
         "--mount",
         "--propagation",
         "private",
@@ -470,6 +472,7 @@ def up(
     """Start board ``name`` (a no-op when it already runs) and register it as a target."""
     t0 = time.monotonic()
     check_name(name)
+    binfmt.require_root()
     cpu, profile = resolve_cpu_profile(cpu, profile)
     if port is not None and not 1024 <= port <= 65535:
         raise ConfigError(f"bad port {port}", "give a port in 1024..65535, or leave --port out to pick a free one")
@@ -556,7 +559,7 @@ def _start(
     _populate_upper(d, name, host_key, client_pub, listen, port)
     known_hosts = d / "known_hosts"
     known_hosts.write_text(sshd.known_hosts_line(host, port, host_pub))
-    stage1 = _scripts(d, lower, wrapper, storage_mb)
+    stage1 = _scripts(d, name, lower, wrapper, storage_mb)
     progress(f"starting board {name} ({cpu}) on {host}:{port}")
     pid, start = _launch(d, stage1, ns)
     info = BoardInfo(
@@ -607,6 +610,7 @@ def _start(
 def down(name: str, *, timeout: float = 20) -> DownResult:
     """Stop board ``name``: kill its processes, drop its mounts and network namespace, remove state and target."""
     check_name(name)
+    binfmt.require_root()
     with _board_lock(name):
         info = load(name)
         exists = (
@@ -650,14 +654,18 @@ def _cleanup(name: str, info: BoardInfo | None, *, timeout: float = 20) -> DownR
 
 def _kill(info: BoardInfo, timeout: float) -> list[int]:
     killed: list[int] = []
-    if is_running(info):
-        # The launcher leads its own session: the group signal reaches it and every board process still in the
-        # group; --kill-child turns its death into SIGKILL for pid 1 of the board, which ends the pid namespace.
-        try:
-            os.killpg(info.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        killed.append(info.pid)
+    if not is_running(info):
+        # The launcher is gone, so --kill-child already ended pid 1 and with it the pid namespace. Its recorded
+        # inode number may since belong to another board's namespace: sweeping it would kill that board.
+        return killed
+    # The launcher leads its own session: the group signal reaches it and every board process still in the
+    # group; --kill-child turns its death into SIGKILL for pid 1 of the board, which ends the pid namespace.
+    # While any process is in that namespace it stays alive, so its inode cannot be reused meanwhile.
+    try:
+        os.killpg(info.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    killed.append(info.pid)
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         rest = processes_in(info.pid_ns) if info.pid_ns else []

@@ -99,12 +99,16 @@ def teardown(board: str) -> None:
 
 
 def cut_link(board: str) -> None:
-    """Take the host end down: packets to and from the board vanish, like a pulled cable."""
-    _ip("link", "set", host_veth_name(board), "down")
+    """Pull the cable: the board's end goes down, the host end loses carrier and drops what it would send.
+
+    Downing the board's end rather than the host's keeps the host's route to the /30 (flagged ``linkdown``), so
+    packets for the board are dropped on the veth instead of leaking to the default route.
+    """
+    _ip("-n", netns_name(board), "link", "set", BOARD_IFACE, "down")
 
 
 def restore_link(board: str) -> None:
-    _ip("link", "set", host_veth_name(board), "up")
+    _ip("-n", netns_name(board), "link", "set", BOARD_IFACE, "up")
 
 
 def set_bandwidth(board: str, rate: str, *, burst: str = "32kb", latency: str = "50ms") -> None:
