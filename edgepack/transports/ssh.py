@@ -40,6 +40,12 @@ def _link_socket(host: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
+def _close(chan: paramiko.Channel) -> None:
+    """Closing a channel sends a message; on a dead link that fails, and there is nothing left to close."""
+    with contextlib.suppress(Exception):
+        chan.close()
+
+
 class _SshHeld:
     def __init__(self, owner: SshTransport, chan: paramiko.Channel) -> None:
         self._owner = owner
@@ -221,7 +227,7 @@ class SshTransport:
                 if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
                     break
                 if time.monotonic() > deadline:
-                    chan.close()
+                    _close(chan)
                     raise CommandFailed(
                         f"{self.name}: command did not finish within {timeout:g} s: {command[:80]}",
                         "check the target or raise the timeout",
@@ -230,11 +236,11 @@ class SshTransport:
                 # The channel's fd wakes us on stdout; the cap re-checks stderr and exit status.
                 select.select([chan], [], [], 0.05)
             code = chan.recv_exit_status()
-        chan.close()
+        _close(chan)
         if code == -1:
-            # No exit status: the connection died under the command.
+            # No exit status: either the connection died under the command (raises here) or the command was
+            # killed by a signal (sshd sends exit-signal, which paramiko does not surface): report -1.
             self._transport()
-            raise ConnectError(f"{self.name}: '{command[:60]}' ended without an exit status", "check the target")
         return Result(command, b"".join(out).decode(errors="replace"), b"".join(err).decode(errors="replace"), code)
 
     def put(
@@ -268,7 +274,7 @@ class SshTransport:
             with contextlib.suppress(Exception):
                 err = chan.recv_stderr(65536)
         finally:
-            chan.close()
+            _close(chan)
         if code != 0:
             msg = err.decode(errors="replace").strip().splitlines()
             raise TransferError(
@@ -291,7 +297,7 @@ class SshTransport:
                         f"{self.name}: reading {remote} took longer than {timeout:g} s", "raise the timeout"
                     )
             code = chan.recv_exit_status()
-        chan.close()
+        _close(chan)
         if code != 0:
             local.unlink(missing_ok=True)
             raise TransferError(f"{self.name}: cannot read {remote} (exit {code})", "check the path")
