@@ -551,3 +551,13 @@ def test_without_root_board_up_says_what_to_do(state: Path, tmp_path: Path) -> N
     )
     assert r.returncode == 2, r.stdout + r.stderr
     assert "need root" in r.stderr and "sudo" in r.stderr
+
+
+def test_a_port_in_use_is_refused(state: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run_cli(["board", "up", "busy", "--port", str(port)])
+    assert r.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in r.stderr, r.stderr
+    assert not (state / "boards" / "busy").exists() and not (state / "targets" / "busy.yaml").exists()

@@ -543,6 +543,10 @@ def _start(
     t0: float,
     progress: Progress,
 ) -> UpResult:
+    for p in (d, lower):
+        if any(c in str(p) for c in ",:\n"):
+            # overlayfs splits its mount options on these characters.
+            raise BoardError(f"{p} contains ',' or ':'", "point EDGEPACK_STATE / EDGEPACK_CACHE at a plain path")
     for sub in ("keys", "upper", "work", "rootfs", "binfmt"):
         (d / sub).mkdir(parents=True, exist_ok=True)
     (d / "keys").chmod(0o700)
