@@ -295,7 +295,7 @@ def preflight(use_netns: bool) -> None:
             f"Linux {os.uname().release} has no binfmt_misc per user namespace (needs ≥ 6.7)",
             "run boards on a newer kernel, or deploy to a real device from targets/*.yaml",
         )
-    tools = ["unshare", "nsenter", "setsid", "chroot", "mount", "ssh-keygen", "zstd", "tar", "debootstrap"]
+    tools = ["unshare", "nsenter", "setsid", "chroot", "mount", "ssh-keygen", "zstd", "tar"]
     if use_netns:
         tools += ["ip", "tc", "nft"]
     missing = [t for t in tools if not shutil.which(t)]
@@ -306,6 +306,8 @@ def preflight(use_netns: bool) -> None:
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
+        # As sshd binds: connections of a previous board on this port, still in TIME_WAIT, do not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
