@@ -46,7 +46,7 @@ class QuantizeConfig(PassConfig):
     fallback: bool = Field(default=True, description="return the worst nodes to FP32 until the gates hold")
     fallback_modes: list[Mode] = Field(default_factory=lambda: list(FALLBACK_MODES))
     max_fallback_fraction: float = Field(default=0.5, gt=0, le=1)
-    accuracy_samples: int = Field(default=64, ge=1, description="reference samples in the accuracy loop")
+    accuracy_samples: int = Field(default=256, ge=1, description="reference samples in the accuracy loop")
     # Gate thresholds the pass aims for; None takes the profile's gate.
     cosine_mean_min: float | None = None
     cosine_min_min: float | None = None
