@@ -68,8 +68,8 @@ class Sshd:
             n = (os.getpid() + id(self)) % 250 + 1
             self.veth_host = f"v{self.netns}h"[:15]
             self.veth_ns = f"v{self.netns}n"[:15]
-            self.host_ip = f"10.213.{n}.1"
-            self.host = f"10.213.{n}.2"
+            self.host_ip = f"10.231.{n}.1"
+            self.host = f"10.231.{n}.2"
         else:
             self.host = "127.0.0.1"
         self.port = 0

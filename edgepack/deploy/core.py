@@ -103,8 +103,8 @@ def deploy_to(
         t = mark("preflight", t)
         with installer.DeployLock(tr, root):
             t = mark("lock", t)
-            state = installer.status(tr, root)
-            if state.get("current") == local.id and state.get("healthy"):
+            state = installer.status(tr, root, verify=False)
+            if state.get("current") == local.id and installer.verify(tr, root, local.id):
                 mark("verify", t)
                 return DeployResult(tgt.name, local.id, "unchanged", 0, time.monotonic() - t0, phases=phases)
             status: Status = "installed"

@@ -6,7 +6,7 @@
 #   sh install.sh BUNDLE.edgepack [--root DIR] [--keep N]   verify and install, make it current
 #   sh install.sh --activate ID [--root DIR] [--keep N]     make an installed (intact) release current
 #   sh install.sh --rollback [--root DIR]                   switch current back to previous
-#   sh install.sh --status [--root DIR]                     JSON: current, previous, releases, healthy
+#   sh install.sh --status [--no-verify] [--root DIR]       JSON: current, previous, releases, healthy
 #   sh install.sh --verify ID [--root DIR]                  exit 0 when releases/ID is installed and intact
 #
 # Layout under ROOT (default ~/edgepack): releases/<id>/, current -> releases/<id> (relative symlink, swapped with
@@ -21,6 +21,7 @@ MODE=install
 BUNDLE=
 ID=
 LOCK_WAIT=${EDGEPACK_LOCK_WAIT:-120}
+NO_VERIFY=
 TMP=
 LOCKDIR=
 
@@ -45,6 +46,7 @@ while [ $# -gt 0 ]; do
         --keep=*) KEEP=${1#--keep=}; shift ;;
         --rollback) MODE=rollback; shift ;;
         --status) MODE=status; shift ;;
+        --no-verify) NO_VERIFY=1; shift ;;
         --verify) [ $# -ge 2 ] || usage; MODE=verify; ID=$2; shift 2 ;;
         --activate) [ $# -ge 2 ] || usage; MODE=activate; ID=$2; shift 2 ;;
         -h|--help) usage 0 ;;
@@ -165,8 +167,10 @@ prune() {  # keep the KEEP newest releases, and always current and previous
     done
 }
 
-activate() {
-    verify_release "$1" || fail 1 "release $1 is not installed or is damaged under $ROOT/releases"
+activate() {  # $2 = "fresh": just extracted and verified, so hashing it again would only cost time
+    if [ "${2:-}" != fresh ]; then
+        verify_release "$1" || fail 1 "release $1 is not installed or is damaged under $ROOT/releases"
+    fi
     old=$(link_id current)
     touch "$ROOT/releases/$1"
     if [ "$old" != "$1" ]; then
@@ -242,9 +246,11 @@ install_bundle() {
     [ -z "$odd" ] || fail 1 "refusing member that is not a plain file: $odd"
 
     rel="$ROOT/releases/$id"
+    fresh=
     if verify_release "$id"; then
         : # already installed and intact: only switch to it
     else
+        fresh=fresh
         part="$rel.partial"
         rm -rf "$part"
         mkdir -p "$part"
@@ -264,7 +270,7 @@ install_bundle() {
         rm -rf "$rel.broken.$$"
     fi
     fault_point before-swap
-    activate "$id"
+    activate "$id" $fresh
     sync
     echo "installed $id"
 }
@@ -290,7 +296,7 @@ case $MODE in
         cur=$(link_id current)
         prev=$(link_id previous)
         healthy=false
-        if [ -n "$cur" ] && verify_release "$cur"; then healthy=true; fi
+        if [ -n "$NO_VERIFY" ]; then healthy=null; elif [ -n "$cur" ] && verify_release "$cur"; then healthy=true; fi
         printf '{"current": %s, "previous": %s, "releases": %s, "healthy": %s}\n' "$(json_str "$cur")" \
             "$(json_str "$prev")" "$(json_list "$(releases)")" "$healthy" ;;
 esac

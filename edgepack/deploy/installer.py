@@ -27,10 +27,17 @@ def _ours(transport: Transport, root: str, args: str, *, timeout: float) -> Resu
     return transport.run(f"sh -s -- {args} --root {quote(root)}", timeout=timeout, stdin=script())
 
 
-def status(transport: Transport, root: str, *, timeout: float = 300.0) -> dict[str, Any]:
-    res = _ours(transport, root, "--status", timeout=timeout).check(transport.name, "reading the install state")
+def status(transport: Transport, root: str, *, verify: bool = True, timeout: float = 300.0) -> dict[str, Any]:
+    """``healthy`` is None with ``verify=False`` (no hashing: cheap on slow boards)."""
+    res = _ours(transport, root, "--status" if verify else "--status --no-verify", timeout=timeout).check(
+        transport.name, "reading the install state"
+    )
     doc: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
     return doc
+
+
+def verify(transport: Transport, root: str, bundle_id: str, *, timeout: float = 300.0) -> bool:
+    return _ours(transport, root, f"--verify {quote(bundle_id)}", timeout=timeout).ok
 
 
 def activate(transport: Transport, root: str, bundle_id: str, *, keep: int, timeout: float = 300.0) -> Result:

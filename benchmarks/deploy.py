@@ -1,0 +1,237 @@
+"""Deploy benchmark on virtual arm64 boards (root, qemu-user; see `edgepack board up`). Prints one JSON document.
+
+Measures, on the same boards in the same run:
+- upload phase of a first deploy vs `scp` of the same bundle to the same board (both through the board's sshd);
+- bytes sent when redeploying an unchanged bundle;
+- deploying to N boards in parallel vs one after another, with the time of each phase;
+- how long a cut link takes to be reported (a board in its own network namespace).
+
+    python benchmarks/deploy.py [--boards 8] [--size-mb 16] [--reps 3] [--cpu cortex-a76] [--keep-boards]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edgepack.bundle import Member, write_bundle
+from edgepack.bundle.writer import BUNDLE_FORMAT
+from edgepack.deploy import deploy_many, deploy_to
+from edgepack.deploy.transfer import LocalBundle, prepare
+from edgepack.errors import EdgepackError
+from edgepack.targets import Target, resolve
+
+INSTALL_SH = Path(__file__).resolve().parent.parent / "edgepack" / "deploy" / "install.sh"
+
+
+def make_bundle(out: Path, profile: str, size: int, tag: str) -> LocalBundle:
+    from edgepack import profiles
+
+    blob = out.with_suffix(".bin")
+    blob.write_bytes(tag.encode() + os.urandom(size))
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "profile": profiles.load(profile).model_dump(mode="json"),
+        "model": {"source": f"bench:{tag}", "task": "generic"},
+        "runtime": {"onnxruntime": "1.32.0"},
+    }
+    write_bundle(
+        out,
+        manifest,
+        [Member("install.sh", source=INSTALL_SH, executable=True), Member("model/model.onnx", source=blob)],
+    )
+    return prepare(out)
+
+
+def wipe(t: Target) -> None:
+    tr = t.connect()
+    try:
+        tr.run(f"rm -rf {t.root} /root/scp.bin", timeout=120).check(t.name, "wiping the install root")
+    finally:
+        tr.close()
+
+
+def ssh_args(t: Target) -> list[str]:
+    return [
+        "-q",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={t.known_hosts}",
+        "-i",
+        str(t.identity),
+    ]
+
+
+def scp_seconds(t: Target, path: Path) -> tuple[float, float]:
+    """(scp wall time, wall time of `ssh board true` = what scp spends connecting)."""
+    t0 = time.monotonic()
+    subprocess.run(
+        ["scp", *ssh_args(t), "-P", str(t.port), str(path), f"{t.user}@{t.host}:/root/scp.bin"], check=True, timeout=600
+    )
+    scp = time.monotonic() - t0
+    t0 = time.monotonic()
+    subprocess.run(
+        ["ssh", *ssh_args(t), "-p", str(t.port), f"{t.user}@{t.host}", "rm -f /root/scp.bin"], check=True, timeout=120
+    )
+    return scp, time.monotonic() - t0
+
+
+def boards_up(names: list[str], cpu: str, netns: bool = False) -> list[Target]:
+    from edgepack.boards import board
+
+    for n in names:
+        board.up(n, cpu=cpu, use_netns=netns)
+    return [resolve(n) for n in names]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--boards", type=int, default=8)
+    ap.add_argument("--size-mb", type=float, default=16)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--cpu", default="cortex-a76")
+    ap.add_argument("--profile", default="rpi-5")
+    ap.add_argument("--keep-boards", action="store_true")
+    ap.add_argument("--skip-linkcut", action="store_true")
+    args = ap.parse_args()
+    from edgepack.boards import board, netns
+
+    names = [f"depbench{i}" for i in range(args.boards)]
+    out: dict[str, Any] = {"boards": args.boards, "cpu": args.cpu, "cores": os.cpu_count()}
+    work = Path(tempfile.mkdtemp(prefix="deploybench-"))
+    try:
+        t0 = time.monotonic()
+        targets = boards_up(names, args.cpu)
+        out["boards_up_seconds"] = round(time.monotonic() - t0, 1)
+        size = int(args.size_mb * 1e6)
+        b1 = make_bundle(work / "b1.edgepack", args.profile, size, "b1")
+        out["bundle_bytes"] = b1.size
+
+        # 1. upload phase vs scp, alternating on board 0 so both see the same machine load.
+        first = targets[0]
+        ups: list[float] = []
+        scps: list[float] = []
+        connects: list[float] = []
+        for _ in range(args.reps):
+            wipe(first)
+            r = deploy_to(first, b1)
+            assert r.status == "installed" and r.bytes_sent == b1.size, r
+            ups.append(r.phases["upload"])
+            s, c = scp_seconds(first, b1.path)
+            scps.append(s)
+            connects.append(c)
+        up, scp, conn = statistics.median(ups), statistics.median(scps), statistics.median(connects)
+        out["upload_vs_scp"] = {
+            "upload_phase_s": [round(x, 3) for x in ups],
+            "scp_wall_s": [round(x, 3) for x in scps],
+            "ssh_connect_s": [round(x, 3) for x in connects],
+            "upload_MBps": round(b1.size / up / 1e6, 2),
+            "scp_MBps_wall": round(b1.size / scp / 1e6, 2),
+            "scp_MBps_without_connect": round(b1.size / max(scp - conn, 1e-3) / 1e6, 2),
+            "ratio_vs_scp_wall": round(scp / up, 3),
+            "ratio_vs_scp_without_connect": round((scp - conn) / up, 3),
+        }
+
+        # 2. unchanged redeploy.
+        r = deploy_to(first, b1)
+        out["unchanged"] = {
+            "status": r.status,
+            "bytes_sent": r.bytes_sent,
+            "bundle_bytes": b1.size,
+            "fraction": r.bytes_sent / b1.size,
+            "seconds": round(r.seconds, 2),
+            "phases": r.phases,
+        }
+
+        # 3. fleet: serial vs parallel, each from an empty install root.
+        for t in targets:
+            wipe(t)
+        t0 = time.monotonic()
+        serial = [deploy_to(t, b1) for t in targets]
+        serial_s = time.monotonic() - t0
+        for t in targets:
+            wipe(t)
+        t0 = time.monotonic()
+        par = deploy_many(targets, b1, parallel=len(targets))
+        par_s = time.monotonic() - t0
+        assert all(x.status == "installed" for x in serial + par), [x.error for x in serial + par]
+
+        def phase_sums(rs: list[Any]) -> dict[str, float]:
+            keys = sorted({k for x in rs for k in x.phases})
+            return {k: round(sum(x.phases.get(k, 0.0) for x in rs), 2) for k in keys}
+
+        out["fleet"] = {
+            "serial_s": round(serial_s, 2),
+            "parallel_s": round(par_s, 2),
+            "ratio": round(par_s / serial_s, 3),
+            "serial_phase_sums_s": phase_sums(serial),
+            "parallel_phase_sums_s": phase_sums(par),
+            "parallel_per_target_s": [round(x.seconds, 2) for x in par],
+        }
+
+        # 4. link cut on a board in its own network namespace.
+        if not args.skip_linkcut:
+            cut_name = "depbenchcut"
+            (cut,) = boards_up([cut_name], args.cpu, netns=True)
+            cut = cut.model_copy(update={"timeout": 5.0})
+            big = make_bundle(work / "big.edgepack", args.profile, 64 * 1000 * 1000, "big")
+            netns.set_bandwidth(cut_name, "40mbit")
+            env = {**os.environ}
+            tdir = work / "targets"
+            tdir.mkdir()
+            import yaml
+
+            (tdir / f"{cut_name}.yaml").write_text(yaml.safe_dump(cut.model_dump(exclude_none=True)))
+            env["EDGEPACK_TARGETS"] = str(tdir)
+            p = subprocess.Popen(
+                [sys.executable, "-m", "edgepack", "deploy", str(big.path), "--target", cut_name],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            time.sleep(12)  # into the upload (connect + preflight on the emulated board take a few seconds)
+            netns.cut_link(cut_name)
+            tc = time.monotonic()
+            try:
+                _, err = p.communicate(timeout=120)
+                detect = time.monotonic() - tc
+            finally:
+                netns.restore_link(cut_name)
+                netns.clear_bandwidth(cut_name)
+            out["link_cut"] = {
+                "configured_timeout_s": cut.timeout,
+                "exit_code": p.returncode,
+                "seconds_to_report": round(detect, 2),
+                "stderr": err.strip().splitlines(),
+            }
+            if not args.keep_boards:
+                board.down(cut_name)
+    except EdgepackError as e:
+        out["error"] = str(e)
+        print(json.dumps(out, indent=2))
+        return 1
+    finally:
+        if not args.keep_boards:
+            for n in names:
+                try:
+                    board.down(n)
+                except EdgepackError:
+                    pass
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
