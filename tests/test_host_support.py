@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import sys
 import tarfile
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import pytest
 from edgepack.paths import cache_dir, project_root
 from edgepack.runtime.host import host_exe
 from tests.conftest import run_cli
-
 
 
 def x86_ort() -> Path:
@@ -33,8 +31,8 @@ def aarch64_ort() -> Path:
     return fetch_library("1.32.0", "aarch64")
 
 
-@pytest.fixture(scope="session")
-def host_built() -> Path:
+@pytest.fixture(scope="session", name="host_built")
+def host_built_fixture() -> Path:
     return host_exe()  # ConfigError "run 'make host'" when missing: an error, never a silent skip
 
 
@@ -63,16 +61,16 @@ def packaged_bundle(source: Path, profile: str, quant: str) -> Path:
     return root / "dir"
 
 
-@pytest.fixture(scope="session")
-def minilm_int8_x86(minilm_dir: Path) -> Path:
+@pytest.fixture(scope="session", name="minilm_int8_x86")
+def minilm_int8_x86_fixture(minilm_dir: Path) -> Path:
     return packaged_bundle(minilm_dir, "generic-x86_64", "int8-dynamic")
 
 
-@pytest.fixture(scope="session")
-def minilm_fp32_x86(minilm_dir: Path) -> Path:
+@pytest.fixture(scope="session", name="minilm_fp32_x86")
+def minilm_fp32_x86_fixture(minilm_dir: Path) -> Path:
     return packaged_bundle(minilm_dir, "generic-x86_64", "none")
 
 
-@pytest.fixture(scope="session")
-def minilm_int8_aarch64(minilm_dir: Path) -> Path:
+@pytest.fixture(scope="session", name="minilm_int8_aarch64")
+def minilm_int8_aarch64_fixture(minilm_dir: Path) -> Path:
     return packaged_bundle(minilm_dir, "generic-aarch64", "int8-dynamic")

@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from edgepack.runtime.host import run_host
-
-from tests.test_host_support import host_built  # noqa: F401
+from tests.test_host_support import host_built_fixture  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("host_built")
 
-WORDS = (
+WORDS = (  # noqa: SIM905 - one readable line of words beats a 70-item list literal
     "the quick brown fox jumps over lazy dog model edge device runtime tokenizer embedding sentence "
     "unaffable transformers raspberry jetson quantization benchmark hello world it's they're we've I'm you'll he'd "
     "don't CAN'T Über naïve café résumé façade coöperate Ångström São Paulo Zürich Kraków Dvořák Ελληνικά "
@@ -23,15 +22,97 @@ WORDS = (
     "ﬁnance Ⅻ ½ ² x² H₂O 𝐁𝐨𝐥𝐝 𝔉𝔯𝔞𝔨 İstanbul ΣΊΣΥΦΟΣ ß ẞ ǅ ﬀ K Å"
 ).split()
 EMOJI = ["😀", "🤩", "🫠", "👍🏽", "👨‍👩‍👧", "🇩🇪", "❤️", "🧑🏿‍🚀", "✨", "🦀", "⌚", "☃", "🀄"]
-PUNCT = ["!", "!!!", "?!", "...", "…", "—", "--", "«", "»", "“", "”", "(", ")", "[", "]", "{", "}", "@", "#", "$",
-         "%", "^", "&", "*", "~", "`", "'", '"', ",", ";", ":", "¿", "¡", "。", "、", "「", "」", "<|endoftext|>",
-         "[SEP]", "[UNK]", "[CLS]", "##", "'s", "'re"]
-SPACES = [" ", "  ", "\t", "\u00a0", "\u3000", "\u2009", "\u200b", "\u2028", "\r", " \t ", "\u0085", "\u180e",
-          "\ufeff", "\u00ad", "\x00", "\x7f", "\u202f", "\u1680"]
-RANGES = [(0x20, 0x7E), (0xA0, 0x24F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0x4FF), (0x590, 0x6FF),
-          (0x900, 0x97F), (0xE00, 0xE7F), (0x1100, 0x11FF), (0x1E00, 0x1EFF), (0x2000, 0x206F), (0x20A0, 0x21FF),
-          (0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0xF900, 0xFAFF), (0xFB00, 0xFFFD),
-          (0x1D400, 0x1D7FF), (0x1F300, 0x1FAFF), (0x20000, 0x2A6DF), (0xE000, 0xE0FF), (0xE0000, 0xE007F)]
+PUNCT = [
+    "!",
+    "!!!",
+    "?!",
+    "...",
+    "…",
+    "—",
+    "--",
+    "«",
+    "»",
+    "“",
+    "”",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    "@",
+    "#",
+    "$",
+    "%",
+    "^",
+    "&",
+    "*",
+    "~",
+    "`",
+    "'",
+    '"',
+    ",",
+    ";",
+    ":",
+    "¿",
+    "¡",
+    "。",
+    "、",
+    "「",
+    "」",
+    "<|endoftext|>",
+    "[SEP]",
+    "[UNK]",
+    "[CLS]",
+    "##",
+    "'s",
+    "'re",
+]
+SPACES = [
+    " ",
+    "  ",
+    "\t",
+    "\u00a0",
+    "\u3000",
+    "\u2009",
+    "\u200b",
+    "\u2028",
+    "\r",
+    " \t ",
+    "\u0085",
+    "\u180e",
+    "\ufeff",
+    "\u00ad",
+    "\x00",
+    "\x7f",
+    "\u202f",
+    "\u1680",
+]
+RANGES = [
+    (0x20, 0x7E),
+    (0xA0, 0x24F),
+    (0x300, 0x36F),
+    (0x370, 0x3FF),
+    (0x400, 0x4FF),
+    (0x590, 0x6FF),
+    (0x900, 0x97F),
+    (0xE00, 0xE7F),
+    (0x1100, 0x11FF),
+    (0x1E00, 0x1EFF),
+    (0x2000, 0x206F),
+    (0x20A0, 0x21FF),
+    (0x3040, 0x30FF),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xAC00, 0xD7A3),
+    (0xF900, 0xFAFF),
+    (0xFB00, 0xFFFD),
+    (0x1D400, 0x1D7FF),
+    (0x1F300, 0x1FAFF),
+    (0x20000, 0x2A6DF),
+    (0xE000, 0xE0FF),
+    (0xE0000, 0xE007F),
+]
 
 
 def make_texts(n: int = 2400, seed: int = 1234) -> list[str]:
@@ -64,7 +145,7 @@ def make_texts(n: int = 2400, seed: int = 1234) -> list[str]:
             elif r < 0.85:
                 parts.append("".join(rand_char() for _ in range(rng.randint(1, 6))))
             else:
-                parts.append(str(rng.randint(0, 10**rng.randint(1, 9))))
+                parts.append(str(rng.randint(0, 10 ** rng.randint(1, 9))))
             parts.append(rng.choice(SPACES) if rng.random() < 0.25 else " ")
         text = "".join(parts)
         if rng.random() < 0.1:
@@ -93,7 +174,11 @@ def parity(tok_dir: Path, texts: list[str], max_length: int, host_max: int | Non
     hf.enable_truncation(max_length=max_length)
     want = [e.ids for e in hf.encode_batch(texts)]
     got = host_ids(tok_dir, texts, host_max)
-    bad = [repr(t)[:200] + f"\n  hf:   {w[:40]}\n  host: {g[:40]}" for t, w, g in zip(texts, want, got, strict=True) if w != g]
+    bad = [
+        repr(t)[:200] + f"\n  hf:   {w[:40]}\n  host: {g[:40]}"
+        for t, w, g in zip(texts, want, got, strict=True)
+        if w != g
+    ]
     return len(texts) - len(bad), bad
 
 

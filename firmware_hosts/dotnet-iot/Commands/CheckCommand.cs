@@ -153,6 +153,8 @@ namespace Edgepack.Host.Commands
                 doc["onnxruntime"] = ctx.Runtime.Version;
                 doc["threads"] = ctx.Config.IntraOpThreads;
                 doc["latency_repeats"] = repeats;
+                // Every timed run, for benchmarks that pool runs across processes (benchmarks/host_overhead.py).
+                if (opts.Flags.Contains("--timings")) doc["latency_samples_ms"] = times;
                 if (opts.Json) stdout.WriteLine(JsonWriter.Write(doc));
                 else
                 {

@@ -255,8 +255,12 @@ namespace Edgepack.Host.Ort
             return new TensorData(et, shape, data);
         }
 
+        bool disposed;
+
         public void Dispose()
         {
+            if (disposed) return;   // the name buffers below must be freed exactly once
+            disposed = true;
             handle.Dispose();
             foreach (var p in inputNamePtrs) Marshal.FreeHGlobal(p);
             foreach (var p in outputNamePtrs) Marshal.FreeHGlobal(p);
