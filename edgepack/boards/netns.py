@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,8 +108,24 @@ def cut_link(board: str) -> None:
     _ip("-n", netns_name(board), "link", "set", BOARD_IFACE, "down")
 
 
-def restore_link(board: str) -> None:
+def restore_link(board: str, *, timeout: float = 5) -> None:
+    """Plug the cable back in and return once the host end has carrier again."""
     _ip("-n", netns_name(board), "link", "set", BOARD_IFACE, "up")
+    veth = host_veth_name(board)
+    # Neighbour entries that failed while the link was down would delay the first packets by a retry period.
+    _ip("neigh", "flush", "dev", veth, "nud", "failed", check=False)
+    _ip("-n", netns_name(board), "neigh", "flush", "dev", BOARD_IFACE, "nud", "failed", check=False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # Both ends report UP, and linkwatch has swapped the "noop" qdisc (which drops everything) back out.
+        ends = [
+            _ip("-o", "link", "show", veth, check=False).stdout,
+            _ip("-n", netns_name(board), "-o", "link", "show", BOARD_IFACE, check=False).stdout,
+        ]
+        if all("state UP" in e and "qdisc noop" not in e for e in ends):
+            return
+        time.sleep(0.02)
+    raise BoardError(f"{veth} has no carrier {timeout:.0f} s after restore_link", "is the board up with --netns?")
 
 
 def set_bandwidth(board: str, rate: str, *, burst: str = "32kb", latency: str = "50ms") -> None:
