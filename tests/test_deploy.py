@@ -257,3 +257,35 @@ def test_fleet_runs_in_parallel_and_reports_each(tmp_path: Path) -> None:
     results = deploy_many(targets, a, parallel=4)
     assert [r.target for r in results] == ["t0", "t1", "t2", "t3"]
     assert all(r.status == "installed" for r in results)
+
+
+def test_progress_reports_uploaded_bytes(tmp_path: Path) -> None:
+    a, _ = make_bundle(tmp_path / "a.edgepack", size=3 << 20)
+    seen: list[tuple[str, float, float | None]] = []
+    deploy_to(local(tmp_path / "root"), a, progress=lambda s, d, t: seen.append((s, d, t)))
+    ups = [(d, t) for s, d, t in seen if s == "here: upload"]
+    assert ups and ups[-1] == (a.stat().st_size, a.stat().st_size)
+    assert [d for d, _ in ups] == sorted(d for d, _ in ups)
+    assert {s for s, _, _ in seen} >= {"here: preflight", "here: upload", "here: install"}
+
+
+def test_install_sh_by_hand(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.deploy_bundles import INSTALL_SH
+
+    a, ma = make_bundle(tmp_path / "a.edgepack", tag="a")
+    root = tmp_path / "root"
+    p = subprocess.run(["sh", str(INSTALL_SH), str(a), "--root", str(root)], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == f"installed {ma['id']}", p.stderr
+    st = subprocess.run(
+        ["sh", str(root / "current" / "install.sh"), "--status", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(st.stdout)["current"] == ma["id"]
+    bad = subprocess.run(["sh", str(INSTALL_SH), "--keep", "x", str(a)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--keep needs a number" in bad.stderr
+    nothing = subprocess.run(["sh", str(INSTALL_SH), "--rollback", "--root", str(root)], capture_output=True, text=True)
+    assert nothing.returncode == 1 and "nothing to roll back to" in nothing.stderr

@@ -27,8 +27,12 @@ LOCKDIR=
 
 fail() { code=$1; shift; echo "install.sh: error: $*" >&2; exit "$code"; }
 
-usage() {
-    sed -n '5,9p' "$0" 2>/dev/null | sed 's/^# *//' >&2 || true
+usage() {  # the usage lines of the header above; on stdout for --help, on stderr for a mistake
+    if [ "${1:-2}" = 0 ]; then
+        sed -n '6,10p' "$0" 2>/dev/null | sed 's/^# *//' || true
+    else
+        sed -n '6,10p' "$0" 2>/dev/null | sed 's/^# *//' >&2 || true
+    fi
     exit "${1:-2}"
 }
 
