@@ -32,6 +32,8 @@ class DeployResult:
     #: wall time of each phase (preflight, lock, upload, install, check), for the benchmark and --json.
     phases: dict[str, float] = field(default_factory=dict)
     check: dict[str, Any] | None = None
+    #: bytes of commands and scripts sent besides the bundle (bytes_sent counts the bundle's bytes only).
+    control_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -41,6 +43,7 @@ class DeployResult:
             "bytes_sent": self.bytes_sent,
             "seconds": round(self.seconds, 3),
             "error": self.error,
+            "control_bytes": self.control_bytes,
             "phases": {k: round(v, 3) for k, v in self.phases.items()},
         }
         if self.check is not None:
@@ -95,6 +98,7 @@ def deploy_to(
     tr = tgt.connect() if transport is None else transport
     try:
         t = mark("connect", t0)
+        b0 = tr.bytes_out
         if progress:
             progress(step + "preflight", 0, None)
         facts = preflight.gather(tr, tgt.root, timeout=max(30.0, tgt.timeout * 2))
@@ -103,10 +107,18 @@ def deploy_to(
         t = mark("preflight", t)
         with installer.DeployLock(tr, root):
             t = mark("lock", t)
-            state = installer.status(tr, root, verify=False)
-            if state.get("current") == local.id and installer.verify(tr, root, local.id):
+            state = installer.status(tr, root, expect=local.id)
+            if state.get("current") == local.id and state.get("healthy"):
                 mark("verify", t)
-                return DeployResult(tgt.name, local.id, "unchanged", 0, time.monotonic() - t0, phases=phases)
+                return DeployResult(
+                    tgt.name,
+                    local.id,
+                    "unchanged",
+                    0,
+                    time.monotonic() - t0,
+                    phases=phases,
+                    control_bytes=tr.bytes_out - b0,
+                )
             status: Status = "installed"
             sent = 0
             if local.id in state.get("releases", []) and installer.activate(tr, root, local.id, keep=keep).ok:
@@ -127,7 +139,9 @@ def deploy_to(
                 installer.install(tr, root, remote, local.id, keep=keep)
                 t = mark("install", t)
             installer.cleanup_incoming(tr, root)
-            result = DeployResult(tgt.name, local.id, status, sent, 0.0, phases=phases)
+            result = DeployResult(
+                tgt.name, local.id, status, sent, 0.0, phases=phases, control_bytes=tr.bytes_out - b0 - sent
+            )
             if run_check is not None:
                 result.check = run_check(tr, tgt, local.manifest)
                 t = mark("check", t)

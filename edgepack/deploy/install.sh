@@ -6,7 +6,7 @@
 #   sh install.sh BUNDLE.edgepack [--root DIR] [--keep N]   verify and install, make it current
 #   sh install.sh --activate ID [--root DIR] [--keep N]     make an installed (intact) release current
 #   sh install.sh --rollback [--root DIR]                   switch current back to previous
-#   sh install.sh --status [--no-verify] [--root DIR]       JSON: current, previous, releases, healthy
+#   sh install.sh --status [--expect ID] [--root DIR]       JSON: current, previous, releases, healthy
 #   sh install.sh --verify ID [--root DIR]                  exit 0 when releases/ID is installed and intact
 #
 # Layout under ROOT (default ~/edgepack): releases/<id>/, current -> releases/<id> (relative symlink, swapped with
@@ -51,6 +51,7 @@ while [ $# -gt 0 ]; do
         --rollback) MODE=rollback; shift ;;
         --status) MODE=status; shift ;;
         --no-verify) NO_VERIFY=1; shift ;;
+        --expect) [ $# -ge 2 ] || usage; ID=$2; shift 2 ;;
         --verify) [ $# -ge 2 ] || usage; MODE=verify; ID=$2; shift 2 ;;
         --activate) [ $# -ge 2 ] || usage; MODE=activate; ID=$2; shift 2 ;;
         -h|--help) usage 0 ;;
@@ -300,7 +301,8 @@ case $MODE in
         cur=$(link_id current)
         prev=$(link_id previous)
         healthy=false
-        if [ -n "$NO_VERIFY" ]; then healthy=null; elif [ -n "$cur" ] && verify_release "$cur"; then healthy=true; fi
+        # --expect ID: hash the current release only when it is ID (the deployer's "unchanged?" question).
+        if [ -n "$NO_VERIFY" ] || { [ -n "$ID" ] && [ "$cur" != "$ID" ]; }; then healthy=null; elif [ -n "$cur" ] && verify_release "$cur"; then healthy=true; fi
         printf '{"current": %s, "previous": %s, "releases": %s, "healthy": %s}\n' "$(json_str "$cur")" \
             "$(json_str "$prev")" "$(json_list "$(releases)")" "$healthy" ;;
 esac

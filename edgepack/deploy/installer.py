@@ -27,11 +27,10 @@ def _ours(transport: Transport, root: str, args: str, *, timeout: float) -> Resu
     return transport.run(f"sh -s -- {args} --root {quote(root)}", timeout=timeout, stdin=script())
 
 
-def status(transport: Transport, root: str, *, verify: bool = True, timeout: float = 300.0) -> dict[str, Any]:
-    """``healthy`` is None with ``verify=False`` (no hashing: cheap on slow boards)."""
-    res = _ours(transport, root, "--status" if verify else "--status --no-verify", timeout=timeout).check(
-        transport.name, "reading the install state"
-    )
+def status(transport: Transport, root: str, *, expect: str | None = None, timeout: float = 300.0) -> dict[str, Any]:
+    """``healthy``: the current release verifies; with ``expect``, hashed only when current is that id (else None)."""
+    args = f"--status --expect {quote(expect)}" if expect else "--status"
+    res = _ours(transport, root, args, timeout=timeout).check(transport.name, "reading the install state")
     doc: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
     return doc
 

@@ -68,6 +68,8 @@ class Transport(Protocol):
     """Run commands and move files on one target. Every call is bounded by a timeout."""
 
     name: str
+    #: bytes we handed to the target so far (commands, stdin, file data): what "sent" means for skip-unchanged.
+    bytes_out: int
 
     def run(self, command: str, *, timeout: float = 60.0, stdin: bytes | None = None) -> Result:
         """Run ``command`` with ``sh -c`` semantics; never raises for a non-zero exit (see ``Result.check``)."""

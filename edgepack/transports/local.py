@@ -50,8 +50,10 @@ class LocalTransport:
 
     def __init__(self, name: str = "local") -> None:
         self.name = name
+        self.bytes_out = 0
 
     def run(self, command: str, *, timeout: float = 60.0, stdin: bytes | None = None) -> Result:
+        self.bytes_out += len(command) + len(stdin or b"")
         try:
             p = subprocess.run(
                 ["sh", "-c", command], input=stdin if stdin is not None else b"", capture_output=True, timeout=timeout
@@ -84,6 +86,7 @@ class LocalTransport:
             raise TransferError(
                 f"{self.name}: cannot write {remote}: {e.strerror or e}", "free space under the install root and retry"
             ) from e
+        self.bytes_out += sent
         return sent
 
     def get(self, remote: str, local: Path, *, timeout: float = 60.0) -> None:
@@ -104,6 +107,7 @@ class LocalTransport:
         return RemoteStat(st.st_size, stat_mod.S_ISDIR(st.st_mode), st.st_mtime)
 
     def hold(self, command: str) -> Held:
+        self.bytes_out += len(command)
         return _LocalHeld(command)
 
     def close(self) -> None:

@@ -91,6 +91,7 @@ class SshTransport:
         timeout: float = 15.0,
     ) -> None:
         self.name = name
+        self.bytes_out = 0
         self.host = host
         self.port = port
         self.user = user
@@ -184,7 +185,7 @@ class SshTransport:
             yield
         except (EOFError, paramiko.SSHException, OSError) as e:
             # OSError includes "Socket is closed" from a channel whose transport died under it (link cut).
-            what = f"{self.name}: connection to {self._where()} lost while {doing} ({e or type(e).__name__})"
+            what = f"{self.name}: connection to {self._where()} lost while {doing} ({str(e) or type(e).__name__})"
             raise ConnectError(
                 what,
                 f"check the link to the target (timeout {self.timeout:g} s) and retry",
@@ -203,6 +204,7 @@ class SshTransport:
         return t
 
     def _open(self, command: str) -> paramiko.Channel:
+        self.bytes_out += len(command)
         t = self._transport()
         with self._translate("opening a session"):
             chan = t.open_session(timeout=self.timeout)
@@ -218,6 +220,7 @@ class SshTransport:
         with self._translate(f"running '{command[:60]}'"):
             if stdin:
                 chan.sendall(stdin)
+                self.bytes_out += len(stdin)
             chan.shutdown_write()
             while True:
                 while chan.recv_ready():
@@ -282,6 +285,7 @@ class SshTransport:
                 f"({msg[-1] if msg else f'exit {code}'})",
                 "free space under the target's install root and retry",
             )
+        self.bytes_out += sent
         return sent
 
     def get(self, remote: str, local: Path, *, timeout: float = 60.0) -> None:
