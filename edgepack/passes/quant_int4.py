@@ -2,8 +2,9 @@
 
 What NOTES.md measured on MiniLM and this module follows:
 - MatMuls alone leave the model at 0.60x: the 30522x384 word-embedding table dominates, so the embedding
-  ``Gather`` is quantized too. ORT can only do that in QOperator format (``GatherBlockQuantized``) and with
-  INT4 initializers, i.e. a model at opset 21 (converted first; opset 17 models are otherwise rejected).
+  ``Gather`` is quantized too. ORT can only do that in QOperator format (``GatherBlockQuantized``), on a model
+  converted to opset 21 first. Its INT4/UINT4 initializers cannot be stored in the ORT format (.ort, made by
+  the prune pass): they are rewritten as the op's packed-uint8 form (``bits=4``).
 - MatMulNBits is no faster than FP32 at one thread unless ``accuracy_level=4`` (int8 activations per block).
 - ``Attention`` fused by ORT's optimizer has no int4 kernel: it is split into MatMul + MultiHeadAttention so the
   QKV projection becomes a MatMulNBits too.
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgepack.passes.quant_graph import (
     dequantized_weight_input,
@@ -39,6 +42,8 @@ def quantize_int4(
 
     unfused = unfuse_embed_layernorm(model) if quantize_embeddings and "Gather" not in exclude_ops else 0
     unfused_attention = unfuse_attention(model) if "Attention" not in exclude_ops else []
+    # The quantizer declares opset 21 for the ops it adds; converting first updates the model's own ops (an
+    # opset-17 ReduceL2 with an ``axes`` attribute is otherwise invalid at 21).
     model = to_opset(model, 21)
     attention = 0
     if "Attention" not in exclude_ops:
@@ -65,6 +70,7 @@ def quantize_int4(
         quant_axes=(("MatMul", 0), ("Gather", 1)),
     )
     quantizer.process()
+    packed = gathers_to_packed_uint8(quantizer.model.model)
     quantizer.model.save_model_to_file(str(out_path), False)
     ops = [n.op_type for n in quantizer.model.model.graph.node]
     return {
@@ -74,4 +80,42 @@ def quantize_int4(
         "unfused_attention": len(unfused_attention),
         "attention_int4_weights": attention,
         "unfused_embed_layernorm": unfused,
+        "packed_uint8_gathers": packed,
     }
+
+
+def gathers_to_packed_uint8(model: Any) -> int:
+    """Store each 4-bit ``GatherBlockQuantized`` table as packed uint8 with ``bits=4`` (in place); returns the count.
+
+    Same bytes, other type: ONNX packs INT4/UINT4 two to a byte, low nibble first, as the op's uint8 form does
+    along the last axis. Signed INT4 (zero point 0) becomes unsigned with the op's default zero point 8, which
+    is flipping each nibble's top bit. The uint8 form needs ``gather_axis`` 0 and the last axis quantized.
+    """
+    from onnx import TensorProto, helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type != "GatherBlockQuantized":
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        data = inits.get(node.input[0])
+        if data is None or data.data_type not in (TensorProto.INT4, TensorProto.UINT4):
+            continue
+        rank = len(data.dims)
+        if attrs.get("gather_axis", 0) != 0 or attrs.get("quantize_axis", 1) % rank != rank - 1 or data.dims[-1] % 2:
+            continue
+        zero = inits.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        signed = data.data_type == TensorProto.INT4
+        raw = np.frombuffer(data.raw_data, dtype=np.uint8)
+        if signed:
+            raw = raw ^ np.uint8(0x88)
+        shape = [*data.dims[:-1], data.dims[-1] // 2]
+        data.CopyFrom(helper.make_tensor(data.name, TensorProto.UINT8, shape, raw.tobytes(), raw=True))
+        if zero is not None:
+            zshape = [*zero.dims[:-1], (zero.dims[-1] + 1) // 2]
+            zraw = np.frombuffer(zero.raw_data, dtype=np.uint8)
+            zero.CopyFrom(helper.make_tensor(zero.name, TensorProto.UINT8, zshape, zraw.tobytes(), raw=True))
+        node.attribute.append(helper.make_attribute("bits", 4))
+        count += 1
+    return count
