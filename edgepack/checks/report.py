@@ -157,7 +157,7 @@ def render_html(doc: dict[str, Any], manifest: dict[str, Any], images: list[tupl
     model = manifest.get("model", {})
     return f"""<!doctype html><html lang=en><head><meta charset=utf-8>
 <title>edgepack check · {html.escape(str(doc.get("target")))}</title><style>{_CSS}</style></head><body>
-<h1>On-device check: {html.escape(str(model.get("source", "model")))}
+<h1>On-device check: {html.escape(str(model.get("name") or model.get("source", "model")))}
 on <code>{html.escape(str(doc.get("target")))}</code></h1>
 <p class=sub>profile <b>{html.escape(str(profile.get("name")))}</b> · {html.escape(str(doc.get("arch")))} ·
 quantization {html.escape(str(model.get("quantization")))} · ONNX Runtime

@@ -243,6 +243,7 @@ def package(req: PackageRequest, progress: ProgressFn | None = None) -> PackageR
             "profile": profile.model_dump(mode="json"),
             "model": {
                 "source": req.source.name,
+                "name": model_name(req.source),
                 "task": task,
                 "quantization": mode,
                 "quantization_reason": mode_reason,
@@ -290,6 +291,16 @@ def package(req: PackageRequest, progress: ProgressFn | None = None) -> PackageR
         ctx.report("bundle", 0, None)
         final = write_bundle(req.output, manifest, members)
         return PackageResult(manifest=final, output=req.output)
+
+
+def model_name(source: Path) -> str:
+    """A readable name: the model card's title for a folder, else the file or folder name."""
+    readme = source / "README.md" if source.is_dir() else None
+    if readme is not None and readme.is_file():
+        for line in readme.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("# ") and len(line) < 100:
+                return line[2:].strip()
+    return source.stem if source.is_file() else source.name
 
 
 def _model_inputs(path: Path) -> list[Any]:
