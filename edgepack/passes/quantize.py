@@ -13,8 +13,11 @@ The profile's ISA picks the default mode through its ``quantization.default`` (`
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -96,12 +99,13 @@ class QuantizePass(Pass[QuantizeConfig]):
         calibration = _calibration(ctx, cfg.calibration_samples)
         start = time.perf_counter()
         try:
-            if cfg.mode == "int8-dynamic":
-                facts = self._dynamic(model, artifact.onnx_path, out, work, ctx, gates, calibration)
-            elif cfg.mode == "int8-static":
-                facts = self._static(model, artifact.onnx_path, out, work, ctx, gates, calibration)
-            else:
-                facts = self._int4(model, artifact.onnx_path, out, work, ctx, gates)
+            with _quiet_quantizers():
+                if cfg.mode == "int8-dynamic":
+                    facts = self._dynamic(model, artifact.onnx_path, out, work, ctx, gates, calibration)
+                elif cfg.mode == "int8-static":
+                    facts = self._static(model, artifact.onnx_path, out, work, ctx, gates, calibration)
+                else:
+                    facts = self._int4(model, artifact.onnx_path, out, work, ctx, gates)
         except PassError:
             raise
         except Exception as exc:  # ORT's quantizers raise bare asserts/ValueErrors; give them the contract's shape
@@ -370,6 +374,29 @@ def _float_tensors(model: Any) -> set[str]:
         if n.op_type in ("MatMul", "Attention") and n.input and n.input[0] in producer:
             out.add(n.input[0])
     return out
+
+
+@contextmanager
+def _quiet_quantizers() -> Iterator[None]:
+    """Keep ORT's quantizers off stderr while the pass runs (the pass reports through ``ctx`` and its record).
+
+    They log through the root logger ("Please consider to run pre-processing…"), and importing
+    ``matmul_nbits_quantizer`` calls ``logging.basicConfig(level=INFO)``, which would print every INFO line of
+    the whole process from then on; a NullHandler on an unconfigured root makes that call a no-op.
+    """
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    added = not root.handlers
+    if added:
+        root.addHandler(guard)
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        if added:
+            root.removeHandler(guard)
 
 
 def _calibration(ctx: PassContext, limit: int) -> list[dict[str, Any]]:
