@@ -114,6 +114,9 @@ class QuantizePass(Pass[QuantizeConfig]):
                 "try another --quant mode, or add the failing op type to the profile's quantization.exclude_ops",
             ) from exc
         facts["seconds"] = round(time.perf_counter() - start, 2)
+        for scratch in work.iterdir():  # candidates and probes are ~model-sized each; only the result is kept
+            if scratch != out and scratch.is_file():
+                scratch.unlink()
         self.extra_params.update(facts)
         artifact.notes["quantization"] = dict(self.extra_params)
         artifact.onnx_path = out
