@@ -137,6 +137,7 @@ def test_plugin_skips_without_option_and_runs_with_it(tmp_path: Path) -> None:
     r = subprocess.run(base, capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stdout
     assert "1 skipped" in r.stdout and "no --edgepack-target given" in r.stdout
-    r = subprocess.run([*base, "-v", "--edgepack-target", "local"], capture_output=True, text=True, cwd=tmp_path)
+    verbose = [a for a in base if a != "-q"] + ["-v", "--edgepack-target", "local"]
+    r = subprocess.run(verbose, capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stdout
     assert "test_uses_target[local] PASSED" in r.stdout
