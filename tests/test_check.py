@@ -4,6 +4,7 @@ pytest plugin. The arm64 board runs of the same code are in tests/test_hil_examp
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -141,3 +142,23 @@ def test_plugin_skips_without_option_and_runs_with_it(tmp_path: Path) -> None:
     r = subprocess.run(verbose, capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stdout
     assert "test_uses_target[local] PASSED" in r.stdout
+
+
+def test_python_host_kind(silero_onnx: Path, local_target: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    """A profile with host.kind: python gets the standalone Python host, and check runs it on the device."""
+    name, env = local_target
+    prof = tmp_path / "py.yaml"
+    prof.write_text("extends: generic-x86_64\nname: py-host\nhost: {kind: python}\n")
+    bundle = tmp_path / "vad-py.edgepack"
+    r = run_cli(["package", str(silero_onnx), "--profile", str(prof), "-o", str(bundle)])
+    assert r.returncode == 0, r.stderr
+    assert "host/edgepack_host.py" in read_manifest(bundle)["files"]
+    # The "device" is this machine: its python3 must have numpy + onnxruntime, as the venv's has.
+    env = {**env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    _deploy(bundle, name, env)
+    r = run_cli(["check", "--target", name, "--json"], env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["host_kind"] == "python" and doc["passed"]
+    assert doc["metrics"]["max_abs_error"] <= 1e-4
+    assert len(doc["details"]["per_sample"]) == doc["samples"] == 64

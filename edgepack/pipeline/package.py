@@ -230,6 +230,9 @@ def package(req: PackageRequest, progress: ProgressFn | None = None) -> PackageR
             members.append(Member(f"runtime/{lib.name}", source=lib))
         if profile.host.kind == "dotnet-iot":
             members.append(Member("host/edgepack-host.exe", source=_host_exe()))
+        else:
+            py_host = project_root() / "firmware_hosts" / "python" / "edgepack_host.py"
+            members.append(Member("host/edgepack_host.py", source=py_host, executable=True))
         input_names = [i.name for i in _model_inputs(shipped)]
         for path, data in reference.files(input_names, shipped_member, profile.runtime.threads).items():
             members.append(Member(path, data=data))
