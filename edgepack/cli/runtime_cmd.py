@@ -30,9 +30,11 @@ def _build(args: argparse.Namespace) -> int:
     from edgepack.paths import cache_dir
     from edgepack.profiles import load
     from edgepack.runtime.minimal import provide
+    from edgepack.runtime.minimal.build import check_arch
     from edgepack.runtime.minimal.inputs import model_and_inputs
 
     profile = load(args.profile)
+    check_arch(profile.device.arch)  # before anything else: no toolchain, no point reading the model
     tmp_root = cache_dir() / "ort-build" / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="runtime-build-", dir=tmp_root) as tmp:

@@ -140,18 +140,19 @@ def provide(
     work_dir.mkdir(parents=True, exist_ok=True)
 
     t = time.monotonic()
-    env = buildenv.ensure(progress)
-    timings["environment"] = time.monotonic() - t
-    t = time.monotonic()
     tree = sources.user_tree(ort_source) if ort_source else sources.prepared_debian_tree(progress)
     if tree.version != ORT_VERSION:
         raise ConfigError(
             f"the ORT sources in {tree.root} are version {tree.version}; this build environment makes and checks "
             f".ort models with ORT {ORT_VERSION}",
             f"pass an ORT {ORT_VERSION} checkout, or build {tree.version} with its own tools/ci_build/build.py "
-            "--minimal_build and onnxruntime=={tree.version}'s converter",
+            f"--minimal_build and onnxruntime=={tree.version}'s converter",
         )
     timings["sources"] = time.monotonic() - t
+    # Sources before the environment: a missing source file is reported in seconds, not after a chroot build.
+    t = time.monotonic()
+    env = buildenv.ensure(progress)
+    timings["environment"] = time.monotonic() - t
 
     t = time.monotonic()
     if progress:

@@ -90,6 +90,12 @@ STRIP = {"x86_64": "strip", "aarch64": "aarch64-linux-gnu-strip"}
 _NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]")
 
 
+def parse_ninja_line(line: str) -> tuple[int, int] | None:
+    """``(done, total)`` from ninja's ``[N/M] ...`` status line, else None."""
+    m = _NINJA_STEP.match(line)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def check_arch(arch: str) -> None:
     if arch not in SUPPORTED_ARCHS:
         raise ConfigError(
@@ -189,10 +195,10 @@ def compile_library(
 
     def on_line(line: str) -> None:
         nonlocal steps
-        m = _NINJA_STEP.match(line)
-        if m:
+        step = parse_ninja_line(line)
+        if step:
             steps += 1
-            done, total = int(m.group(1)), int(m.group(2))
+            done, total = step
             if progress:
                 progress("compile" if done < total else "link", float(done), float(total))
 
