@@ -189,6 +189,13 @@ def test_cpu_flag_gives_pi4_and_pi5_their_real_isa(state: Path) -> None:
     assert a76["cpu"] == "cortex-a76" and a76["profile"] == "rpi-5"
     assert not hwcap(a72) & DOTPROD
     assert hwcap(a76) & DOTPROD
+    # /proc/cpuinfo (which qemu-user leaves as the host's) tells the same story, as on a real Pi 4 and Pi 5.
+    for t, part, dotprod in ((a72, "0xd08", False), (a76, "0xd0b", True)):
+        code, out, err = ssh(t, "cat /proc/cpuinfo")
+        assert code == 0, err
+        feats = next(x for x in out.splitlines() if x.startswith("Features")).split(":")[1].split()
+        assert "asimd" in feats and ("asimddp" in feats) == dotprod, feats
+        assert f"CPU part\t: {part}" in out and "GenuineIntel" not in out and "AuthenticAMD" not in out
     # sshd strips QEMU_CPU, and a session cannot escape the pinned CPU by setting it or clearing its environment.
     code, out, _ = ssh(a72, "QEMU_CPU=max env LD_SHOW_AUXV=1 /bin/true; env -i LD_SHOW_AUXV=1 /bin/true")
     caps = [int(x.split()[1], 16) for x in out.splitlines() if x.startswith("AT_HWCAP:")]
@@ -488,11 +495,12 @@ def test_four_boards_at_once_then_nothing_left_behind(state: Path) -> None:
     # The netns board: its link can be cut, restored and slowed, and only its own /30 was created.
     d = target(state, "four-d")
     assert d["host"].startswith("10.213.")
-    fast = _throughput(d, 2_000_000)
-    netns.set_bandwidth("four-d", "8mbit")
-    slow = _throughput(d, 2_000_000)
+    fast = _throughput(d, 1_000_000)
+    netns.set_bandwidth("four-d", "2mbit")
+    slow = _throughput(d, 1_000_000)
     netns.clear_bandwidth("four-d")
-    assert slow < 1.3e6 < fast, (slow, fast)  # 8 Mbit/s = 1 MB/s
+    # 2 Mbit/s = 250 kB/s, plus SSH framing and the bucket's burst; unshaped is several MB/s even on a busy host.
+    assert slow < 300e3 and fast > 2 * slow, (slow, fast)
     netns.cut_link("four-d")
     assert not _tcp_answers(d["host"], d["port"])
     netns.restore_link("four-d")

@@ -34,7 +34,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from edgepack.boards import binfmt, netns, sshd, userland
+from edgepack.boards import binfmt, cpuinfo, netns, sshd, userland
 from edgepack.errors import BoardError, ConfigError, EdgepackError
 from edgepack.paths import cache_dir, state_dir
 
@@ -341,7 +341,7 @@ def _populate_upper(d: Path, name: str, host_key: Path, client_pub: str, listen:
     (up / "etc/hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n")
 
 
-def _scripts(d: Path, name: str, lower: Path, wrapper: Path, storage_mb: int | None) -> Path:
+def _scripts(d: Path, name: str, lower: Path, wrapper: Path, cpuinfo_file: Path, storage_mb: int | None) -> Path:
     q = shlex.quote
     storage = ""
     if storage_mb:
@@ -355,6 +355,7 @@ R="$B/rootfs"
 echo {q(name)} > /proc/sys/kernel/hostname  # own UTS namespace: the board's hostname is its name
 mount -t overlay edgepack-board -o lowerdir={q(str(lower))},upperdir="$B/upper",workdir="$B/work" "$R"
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
+mount --bind -o ro {q(str(cpuinfo_file))} "$R/proc/cpuinfo"  # qemu-user leaves the host's x86 file there
 mount --rbind /dev "$R/dev"
 {storage}# Never /sys: ONNX Runtime's cpuinfo crashes under qemu-user when it can read it.
 unshare --user --mount --propagation private -- /bin/sh "$B/stage2.sh" &
@@ -565,7 +566,8 @@ def _start(
     _populate_upper(d, name, host_key, client_pub, listen, port)
     known_hosts = d / "known_hosts"
     known_hosts.write_text(sshd.known_hosts_line(host, port, host_pub))
-    stage1 = _scripts(d, name, lower, wrapper, storage_mb)
+    cpuinfo_file = cpuinfo.write_for(cpu, binfmt.qemu_path(), lower, cache_dir() / "boards" / "bin")
+    stage1 = _scripts(d, name, lower, wrapper, cpuinfo_file, storage_mb)
     progress(f"starting board {name} ({cpu}) on {host}:{port}")
     pid, start = _launch(d, stage1, ns)
     info = BoardInfo(
