@@ -148,8 +148,9 @@ def main() -> int:
         out["unchanged"] = {
             "status": r.status,
             "bytes_sent": r.bytes_sent,
+            "control_bytes": r.control_bytes,
             "bundle_bytes": b1.size,
-            "fraction": r.bytes_sent / b1.size,
+            "fraction_on_the_wire": (r.bytes_sent + r.control_bytes) / b1.size,
             "seconds": round(r.seconds, 2),
             "phases": r.phases,
         }
