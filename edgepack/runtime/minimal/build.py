@@ -164,6 +164,82 @@ def compile_library(
         binds["/ort/onnx"] = tree.onnx_dir
         onnx = "-DFETCHCONTENT_SOURCE_DIR_ONNX=/ort/onnx"
     q = " ".join(f"'{f}'" for f in flags)
+    steps = 0
+
+    def on_line(line: str) -> None:
+        nonlocal steps
+        step = parse_ninja_line(line)
+        if step:
+            steps += 1
+            done, total = step
+            if progress:
+                progress("compile" if done < total else "link", float(done), float(total))
+
+    jobs = os.environ.get("EDGEPACK_BUILD_JOBS", "2")
+    # Plain C11 (no _GNU_SOURCE): the calls inside bind to the pre-2.38 symbols.
+    env.run(
+        f"{CC[arch]} -std=c11 -O2 -fPIC -c /ort/work/glibc_compat.c -o /ort/work/glibc_compat.o",
+        binds={"/ort/work": work},
+        log=log,
+        timeout=300,
+    )
+    if tree.origin.startswith("user:") and not (tree.root / ".edgepack-prepared").is_file():
+        # An upstream checkout: ORT's own build script, which fetches the dependencies it pins (needs internet).
+        if progress:
+            progress("configure: tools/ci_build/build.py", 0, None)
+        env.run(build_script_command(arch, jobs), binds=binds, log=log, on_line=on_line, timeout=7200, nice=15)
+        lib = _find_library(build / "Release", tree.version)
+    else:
+        lib = _cmake_build(env, tree, arch, work, binds, onnx, q, flags, log, jobs, on_line, progress)
+    if progress:
+        progress("strip", 0, 1)
+    # The symbol table is half the file and nothing at run time reads it (exports live in .dynsym).
+    stripped = work / f"{lib.name}.stripped"
+    rel = lib.relative_to(work)
+    env.run(
+        f"{STRIP[arch]} --strip-unneeded -o /ort/work/{stripped.name} /ort/work/{rel}",
+        binds={"/ort/work": work},
+        log=log,
+        timeout=300,
+    )
+    return Compiled(stripped, sources.runtime_libs(arch), time.monotonic() - t0, steps)
+
+
+def build_script_command(arch: str, jobs: str) -> str:
+    """ORT's own ``tools/ci_build/build.py`` invocation for a reduced-operator minimal shared library."""
+    defines = [
+        "onnxruntime_BUILD_UNIT_TESTS=OFF",
+        "onnxruntime_ENABLE_CPUINFO=OFF",
+        "CMAKE_SHARED_LINKER_FLAGS=/ort/work/glibc_compat.o -static-libstdc++ -static-libgcc",
+        "CMAKE_BUILD_RPATH=$ORIGIN",
+    ]
+    if arch == "aarch64":
+        defines.append("CMAKE_TOOLCHAIN_FILE=/ort/work/toolchain-aarch64.cmake")
+    return (
+        "cd /ort/src && python3 tools/ci_build/build.py --build_dir /ort/work/build --config Release --update --build "
+        "--minimal_build --include_ops_by_config /ort/work/required_operators.config "
+        "--enable_reduced_operator_type_support --disable_exceptions --disable_rtti --disable_ml_ops "
+        f"--build_shared_lib --skip_tests --skip_submodule_sync --parallel {jobs} --target onnxruntime "
+        "--cmake_extra_defines " + " ".join(f"'{d}'" for d in defines)
+    )
+
+
+def _cmake_build(
+    env: BuildEnv,
+    tree: SourceTree,
+    arch: str,
+    work: Path,
+    binds: dict[str, Path],
+    onnx: str,
+    q: str,
+    flags: list[str],
+    log: Path,
+    jobs: str,
+    on_line: Callable[[str], None],
+    progress: Progress | None,
+) -> Path:
+    """The Debian route: our own cmake flags against system libraries, offline."""
+    build = work / "build"
     reduced = build / ".edgepack-reduced"
     if not reduced.is_file():
         # reduce_op_kernels rewrites the kernel registration files in the build dir; done once per work folder
@@ -178,44 +254,14 @@ def compile_library(
             timeout=600,
         )
         reduced.write_text("done\n")
-    # Plain C11 (no _GNU_SOURCE): the calls inside bind to the pre-2.38 symbols.
-    env.run(
-        f"{CC[arch]} -std=c11 -O2 -fPIC -c /ort/work/glibc_compat.c -o /ort/work/glibc_compat.o",
-        binds={"/ort/work": work},
-        log=log,
-        timeout=300,
-    )
     flags_file = build / ".edgepack-flags"
     if not (build / "build.ninja").is_file() or not flags_file.is_file() or flags_file.read_text() != "\n".join(flags):
         if progress:
             progress("configure: cmake", 0, None)
         env.run(f"cmake -S /ort/src/cmake -B /ort/work/build -G Ninja {onnx} {q}", binds=binds, log=log, timeout=1200)
         (build / ".edgepack-flags").write_text("\n".join(flags))
-    steps = 0
-
-    def on_line(line: str) -> None:
-        nonlocal steps
-        step = parse_ninja_line(line)
-        if step:
-            steps += 1
-            done, total = step
-            if progress:
-                progress("compile" if done < total else "link", float(done), float(total))
-
-    jobs = os.environ.get("EDGEPACK_BUILD_JOBS", "2")
     env.run(f"ninja -C /ort/work/build -j{jobs} onnxruntime", binds=binds, log=log, on_line=on_line, timeout=7200)
-    lib = _find_library(build, tree.version)
-    if progress:
-        progress("strip", 0, 1)
-    # The symbol table is half the file and nothing at run time reads it (exports live in .dynsym).
-    stripped = work / f"{lib.name}.stripped"
-    env.run(
-        f"{STRIP[arch]} --strip-unneeded -o /ort/work/{stripped.name} /ort/work/build/{lib.name}",
-        binds={"/ort/work": work},
-        log=log,
-        timeout=300,
-    )
-    return Compiled(stripped, sources.runtime_libs(arch), time.monotonic() - t0, steps)
+    return _find_library(build, tree.version)
 
 
 def _find_library(build: Path, version: str) -> Path:
