@@ -29,6 +29,8 @@ namespace Edgepack.Host
             // Consistent number formatting and UTF-8 on every device locale.
             System.Threading.Thread.CurrentThread.CurrentCulture = System.Globalization.CultureInfo.InvariantCulture;
             var stdout = new StreamWriter(Console.OpenStandardOutput(), new UTF8Encoding(false)) { AutoFlush = false, NewLine = "\n" };
+            // Messages carry file names and an em dash; a device with LANG=C must not turn them into '?'.
+            Console.SetError(new StreamWriter(Console.OpenStandardError(), new UTF8Encoding(false)) { AutoFlush = true, NewLine = "\n" });
             try
             {
                 if (argv.Length == 0 || argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help")
