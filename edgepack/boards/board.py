@@ -2,12 +2,13 @@
 
 A board is a process tree on this machine, started as root::
 
-    setsid → unshare --pid --fork --kill-child --mount      (stage1.sh: pid 1 of the board, private mounts)
+    setsid → unshare --pid --fork --kill-child --uts --mount (stage1.sh: pid 1 of the board, private mounts)
                overlay rootfs (cached userland + the board's own upper dir), /proc, /dev, the storage disk
              → unshare --user --mount                        (stage2.sh: uids 0..65535 map to themselves)
                a private binfmt_misc whose aarch64 handler runs qemu with this board's -cpu
              → chroot rootfs /usr/sbin/sshd -D               (127.0.0.1:PORT, or the board's veth address)
 
+``/proc/cpuinfo`` is replaced by one generated for the emulated CPU (qemu-user would show the host's).
 Every mount lives in the board's own mount namespace, so the host's mount table never sees them and they go
 away with the processes; killing the launcher (``--kill-child``) takes the whole pid namespace down. ``/sys``
 is never mounted (ONNX Runtime's cpuinfo crashes under qemu when it is there). State is kept in
@@ -589,9 +590,9 @@ def _start(
     tmp.write_text(info.model_dump_json(indent=2))
     tmp.replace(d / "board.json")
     try:
-        left = max(5.0, timeout - (time.monotonic() - t0))
-        sshd.wait_banner(host, port, left, alive=lambda: is_running(info))
-        code, out, err = sshd.run(info.endpoint(), "uname -m", timeout=max(30.0, left))
+        # ``timeout`` is for the board itself: building the userland first (minutes, once) does not eat into it.
+        sshd.wait_banner(host, port, timeout, alive=lambda: is_running(info))
+        code, out, err = sshd.run(info.endpoint(), "uname -m", timeout=max(30.0, timeout))
     except EdgepackError as e:
         raise BoardError(
             f"board {name} did not come up: {e.what} [console: {_console_tail(d)}]",
