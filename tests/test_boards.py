@@ -569,3 +569,14 @@ def test_a_port_in_use_is_refused(state: Path) -> None:
         r = run_cli(["board", "up", "busy", "--port", str(port)])
     assert r.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in r.stderr, r.stderr
     assert not (state / "boards" / "busy").exists() and not (state / "targets" / "busy.yaml").exists()
+
+
+def test_an_old_kernel_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgepack.boards import board
+    from edgepack.errors import BoardError
+
+    real = os.uname()
+    fake = os.uname_result((real.sysname, real.nodename, "6.1.0-28-amd64", real.version, real.machine))
+    monkeypatch.setattr(os, "uname", lambda: fake)
+    with pytest.raises(BoardError, match=r"no binfmt_misc per user namespace \(needs ≥ 6.7\) — "):
+        board.preflight(use_netns=False)
