@@ -420,11 +420,13 @@ def _launch(d: Path, stage1: Path, ns: str | None) -> tuple[int, int]:
         str(stage1),
     ]
     with (d / "console.log").open("ab") as log:
-        subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True)
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    if r.returncode != 0:
+        raise BoardError(f"cannot start the board's launcher (exit {r.returncode})", f"see {d / 'console.log'}")
     t0 = time.monotonic()
     while time.monotonic() - t0 < 10:
-        text = pidfile.read_text().strip() if pidfile.is_file() else ""
-        if text.isdigit():
+        text = pidfile.read_text() if pidfile.is_file() else ""
+        if text.endswith("\n") and text.strip().isdigit():  # the whole line, not a half-written one
             pid = int(text)
             start = proc_start(pid)
             if start is None:
