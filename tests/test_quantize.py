@@ -146,6 +146,16 @@ def test_fallback_disabled_keeps_every_node_quantized(
     assert params["gates_passed"] is False  # the record says the gate failed; the pipeline's gate check decides
 
 
+def test_unreachable_gate_keeps_the_quantized_model_and_says_so(
+    optimized: Path, feeds: list[dict[str, np.ndarray]], reference: Any, tmp_path: Path
+) -> None:
+    out, params, _ = _run(optimized, tmp_path, reference, feeds[1::2], "int8-static", cosine_min_min=0.99999)
+    assert params["fallback_exhausted"] is True and params["gates_passed"] is False
+    assert params["fallback_nodes"] == []  # no size paid for an accuracy the gate still rejects
+    assert len(params["fallback_probes"]) > 2  # it did search before giving up
+    assert out.stat().st_size < 0.3 * optimized.stat().st_size
+
+
 def test_graph_rewrites_keep_outputs(optimized: Path, feeds: list[dict[str, np.ndarray]], tmp_path: Path) -> None:
     import onnx
 

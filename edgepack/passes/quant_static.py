@@ -120,16 +120,15 @@ def feed_reader(feeds: list[Feeds], input_names: set[str]) -> Any:
 
 
 def with_outputs(model: Any, names: Sequence[str]) -> Any:
-    """A copy of ``model`` that also returns the float tensors ``names``."""
+    """A copy of ``model`` that also returns the tensors ``names`` (types left to ORT's inference)."""
     import onnx
-    from onnx import helper
 
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     present = {o.name for o in copy.graph.output}
     for n in names:
         if n not in present:
-            copy.graph.output.append(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
+            copy.graph.output.append(onnx.ValueInfoProto(name=n))
     return copy
 
 
@@ -203,6 +202,14 @@ def rank_by_added_error(
     ``nodes`` is ``(name, float input tensor or "", output tensor)``; the tensor names exist in both models (the
     quantizers keep the original names around the quantized nodes). One run of each model.
     """
+
+    def produced(m: Any) -> set[str]:
+        return {o for n in m.graph.node for o in n.output} | {i.name for i in m.graph.input}
+
+    both = produced(fp32_model) & produced(quant_model)
+    # a node whose tensors the quantizer renamed cannot be measured: it goes last (never fallen back first)
+    unmeasured = [name for name, i, o in nodes if o not in both or (i and i not in both)]
+    nodes = [(name, i, o) for name, i, o in nodes if name not in unmeasured]
     tensors = sorted({t for _, i, o in nodes for t in (i, o) if t})
     ref = run_tensors(fp32_model, tensors, feeds, work / "rank_fp32.onnx")
     cand = run_tensors(quant_model, tensors, feeds, work / "rank_quant.onnx")
@@ -215,7 +222,7 @@ def rank_by_added_error(
         return float(np.mean(errs))
 
     added = {name: rel(o) - (rel(i) if i else 0.0) for name, i, o in nodes}
-    return sorted(added, key=lambda n: -added[n])
+    return sorted(added, key=lambda n: -added[n]) + unmeasured
 
 
 @dataclass
@@ -280,9 +287,10 @@ def search_fallback(
             break
         k = min(k * 2, max_count)
     if hi is None:
-        worst = cache[lo]  # nothing within the cap passes: give back the most accurate model tried
-        worst.probes = probes
-        return worst
+        # Nothing within the cap passes: keep every node quantized (the size win is certain, the accuracy win
+        # was not enough) and let the pipeline's gate check report the miss.
+        best.probes = probes
+        return best
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if probe(mid).passed:

@@ -145,7 +145,7 @@ class QuantizePass(Pass[QuantizeConfig]):
         prepared = work / "prepared.onnx"
         onnx.save(model, str(prepared))
         op_types = [t for t in ("MatMul", "Attention", "Gather", "EmbedLayerNormalization") if t not in cfg.exclude_ops]
-        candidates = [n for n in model.graph.node if n.op_type in op_types and n.name not in cfg.exclude_nodes]
+        candidates = [n for n in _weighted_nodes(model, op_types) if n.name not in cfg.exclude_nodes]
         builds = 0
 
         def build(fallback: list[str]) -> Path:
@@ -339,6 +339,7 @@ class QuantizePass(Pass[QuantizeConfig]):
                 progress=ctx.progress,
             )
             chosen, chosen_metrics, chosen_results = result.path, result.metrics, result.gates
+            facts["fallback_exhausted"] = not result.passed  # no fallback within the cap met the gates
             facts["fallback_nodes"] = list(result.fallback)
             facts["fallback_probes"] = result.probes
             facts["fallback_ranking"] = ranking[: max(10, len(result.fallback))]
@@ -359,6 +360,19 @@ class QuantizePass(Pass[QuantizeConfig]):
         if ctx.reference is None and not ctx.calibration:
             return None
         return qs.Evaluator.build(src, ctx.reference, ctx.calibration, gates, cfg.accuracy_samples)
+
+
+def _weighted_nodes(model: Any, op_types: list[str]) -> list[Any]:
+    """Nodes of ``op_types`` with an FP32 initializer to quantize (not, e.g., a Gather on a shape)."""
+    import onnx
+
+    floats = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    index = {"MatMul": [1], "Attention": [1], "Gather": [0], "EmbedLayerNormalization": [2, 3, 4]}
+    return [
+        n
+        for n in model.graph.node
+        if n.op_type in op_types and any(i < len(n.input) and n.input[i] in floats for i in index.get(n.op_type, []))
+    ]
 
 
 def _float_tensors(model: Any) -> set[str]:
