@@ -191,6 +191,17 @@ class SshTransport:
                 f"check the link to the target (timeout {self.timeout:g} s) and retry",
             ) from e
 
+    def _check_link(self, settle: float = 3.0) -> None:
+        """A channel ended without an exit status: raise ConnectError if that is because the link died.
+
+        paramiko closes the channels of a dead transport a moment before it marks the transport inactive, so
+        give it ``settle`` seconds to make up its mind; still active then means the command was killed by a signal.
+        """
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            self._transport()
+            time.sleep(0.05)
+
     def _transport(self) -> paramiko.Transport:
         if self._client is None:
             self.connect()
@@ -243,7 +254,7 @@ class SshTransport:
         if code == -1:
             # No exit status: either the connection died under the command (raises here) or the command was
             # killed by a signal (sshd sends exit-signal, which paramiko does not surface): report -1.
-            self._transport()
+            self._check_link()
         return Result(command, b"".join(out).decode(errors="replace"), b"".join(err).decode(errors="replace"), code)
 
     def put(
@@ -278,6 +289,9 @@ class SshTransport:
                 err = chan.recv_stderr(65536)
         finally:
             _close(chan)
+        if code == -1:
+            # No exit status: a dead link closed the channel (the check raises ConnectError, exit 3).
+            self._check_link()
         if code != 0:
             msg = err.decode(errors="replace").strip().splitlines()
             raise TransferError(
