@@ -99,8 +99,8 @@ def _accuracy(path: Path, fp32: Path, feeds: list[dict[str, np.ndarray]]) -> tup
         ("optimized", "int8-dynamic", 0.26, 0.99, 0.98),
         ("export", "int8-dynamic", 0.26, 0.99, 0.98),
         ("optimized", "int8-static", 0.35, 0.99, 0.97),
-        ("optimized", "int4", 0.17, 0.97, 0.85),
-        ("export", "int4", 0.17, 0.97, 0.85),
+        ("optimized", "int4", 0.17, 0.97, 0.92),
+        ("export", "int4", 0.17, 0.97, 0.92),
     ],
 )
 def test_mode_meets_size_and_accuracy_targets(
