@@ -145,7 +145,7 @@ namespace Edgepack.Host.Commands
                 doc["target"] = null;   // filled in by the Python side, which knows the target's name
                 doc["bundle_id"] = ctx.Bundle.Id;
                 doc["host_kind"] = "dotnet-iot";
-                doc["arch"] = NativeLibrary.ProcessArch();
+                doc["arch"] = NativeLib.ProcessArch();
                 doc["samples"] = samples.Count;
                 doc["metrics"] = metrics;
                 doc["gates"] = gates;

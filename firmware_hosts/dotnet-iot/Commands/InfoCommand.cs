@@ -26,11 +26,12 @@ namespace Edgepack.Host.Commands
                 var doc = J.NewObj();
                 doc["host"] = "edgepack-host";
                 doc["host_version"] = Program.Version;
-                doc["arch"] = NativeLibrary.ProcessArch();
+                doc["arch"] = NativeLib.ProcessArch();
                 doc["onnxruntime"] = rt.Version;
                 doc["ort_api_version"] = (int)OrtApi.ApiVersion;
                 doc["ort_library"] = Path.GetFullPath(lib);
                 doc["execution_providers"] = rt.AvailableProviders();
+                doc["ort_build_info"] = rt.BuildInfo();
                 doc["clr"] = Type.GetType("Mono.Runtime") != null ? "mono " + MonoVersion() : ".NET " + Environment.Version;
                 doc["os"] = Environment.OSVersion.ToString();
                 doc["processors"] = Environment.ProcessorCount;

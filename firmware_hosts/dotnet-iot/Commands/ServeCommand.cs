@@ -157,7 +157,7 @@ namespace Edgepack.Host.Commands
         static void Info(State st, Dictionary<string, object> resp)
         {
             resp["host_version"] = Program.Version;
-            resp["arch"] = NativeLibrary.ProcessArch();
+            resp["arch"] = NativeLib.ProcessArch();
             resp["onnxruntime"] = st.Ctx.Runtime.Version;
             resp["bundle_id"] = st.Ctx.Bundle.Id;
             resp["inputs"] = Nodes(st.Ctx.Session.Inputs);

@@ -134,8 +134,8 @@ namespace Edgepack.Host.Interop
         public OrtApi(string path)
         {
             LibraryPath = path;
-            IntPtr lib = NativeLibrary.Open(path);
-            IntPtr baseFn = NativeLibrary.Symbol(lib, "OrtGetApiBase");
+            IntPtr lib = NativeLib.Open(path);
+            IntPtr baseFn = NativeLib.Symbol(lib, "OrtGetApiBase");
             if (baseFn == IntPtr.Zero)
                 throw new HostError(path + " has no OrtGetApiBase symbol, so it is not an ONNX Runtime library",
                     "pass libonnxruntime.so with --ort-lib or EDGEPACK_ORT_LIB");

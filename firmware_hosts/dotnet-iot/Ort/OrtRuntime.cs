@@ -37,8 +37,8 @@ namespace Edgepack.Host.Ort
             if (!File.Exists(path))
                 throw new HostError("ONNX Runtime library " + path + " does not exist",
                     "ship it in the bundle's runtime/ or pass --ort-lib PATH / EDGEPACK_ORT_LIB");
-            string libArch = NativeLibrary.ElfArch(path);
-            string procArch = NativeLibrary.ProcessArch();
+            string libArch = NativeLib.ElfArch(path);
+            string procArch = NativeLib.ProcessArch();
             if (libArch != procArch)
                 throw new HostError("ONNX Runtime library " + path + " is built for " + libArch + " but this host runs on " +
                     procArch, "use a libonnxruntime.so built for " + procArch);

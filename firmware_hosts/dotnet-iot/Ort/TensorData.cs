@@ -88,7 +88,7 @@ namespace Edgepack.Host.Ort
             {
                 case ElementType.Float: Buffer.BlockCopy(Data, 0, f, 0, Data.Length); break;
                 case ElementType.Float16:
-                    for (long i = 0; i < n; i++) f[i] = Half.ToFloat(BitConverter.ToUInt16(Data, (int)(i * 2)));
+                    for (long i = 0; i < n; i++) f[i] = HalfFloat.ToFloat(BitConverter.ToUInt16(Data, (int)(i * 2)));
                     break;
                 case ElementType.Double:
                     for (long i = 0; i < n; i++) f[i] = (float)BitConverter.ToDouble(Data, (int)(i * 8));
@@ -144,7 +144,7 @@ namespace Edgepack.Host.Ort
                 {
                     case ElementType.Float: one = BitConverter.GetBytes((float)d); break;
                     case ElementType.Double: one = BitConverter.GetBytes(d); break;
-                    case ElementType.Float16: one = BitConverter.GetBytes(Half.FromFloat((float)d)); break;
+                    case ElementType.Float16: one = BitConverter.GetBytes(HalfFloat.FromFloat((float)d)); break;
                     case ElementType.Int64: one = BitConverter.GetBytes((long)d); break;
                     case ElementType.Int32: one = BitConverter.GetBytes((int)d); break;
                     case ElementType.Int16: one = BitConverter.GetBytes((short)d); break;
@@ -174,7 +174,7 @@ namespace Edgepack.Host.Ort
     }
 
     /// <summary>IEEE 754 binary16 conversion (no System.Half in Mono 6.8).</summary>
-    public static class Half
+    public static class HalfFloat
     {
         public static float ToFloat(ushort h)
         {

@@ -1,12 +1,13 @@
 // dlopen/dlsym by hand: the ORT library is found at run time (bundle runtime/, --ort-lib, EDGEPACK_ORT_LIB),
-// so a fixed [DllImport] name cannot be used, and Mono 6.8 has no System.Runtime.InteropServices.NativeLibrary.
+// so a fixed [DllImport] name cannot be used, and Mono 6.8 has no System.Runtime.InteropServices.NativeLibrary
+// (hence the name NativeLib: it must not collide with that class when .NET 8 builds the same sources).
 using System;
 using System.IO;
 using System.Runtime.InteropServices;
 
 namespace Edgepack.Host.Interop
 {
-    public static class NativeLibrary
+    public static class NativeLib
     {
         const int RTLD_NOW = 2;
 
