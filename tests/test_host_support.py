@@ -37,8 +37,8 @@ def host_built_fixture() -> Path:
 
 
 def _pipeline_key() -> str:
-    """Cached bundles are rebuilt when the packaging code changes."""
-    h = hashlib.sha256()
+    """Cached bundles are rebuilt when the packaging code or the host exe (copied into host/) changes."""
+    h = hashlib.sha256(host_exe().read_bytes())
     for folder in ("pipeline", "passes", "checks", "bundle"):
         for f in sorted((project_root() / "edgepack" / folder).glob("*.py")):
             h.update(f.read_bytes())
