@@ -219,11 +219,17 @@ def train_bpe(out: Path, texts: list[str], add_prefix_space: bool) -> Path:
     return out
 
 
-@pytest.mark.parametrize("add_prefix_space", [False, True])
-def test_byte_level_bpe_matches_hf(tmp_path: Path, texts: list[str], add_prefix_space: bool) -> None:
+@pytest.mark.parametrize(("add_prefix_space", "gpt2_fields"), [(False, False), (True, False), (False, True)])
+def test_byte_level_bpe_matches_hf(tmp_path: Path, texts: list[str], add_prefix_space: bool, gpt2_fields: bool) -> None:
     tok_dir = train_bpe(tmp_path / "bpe", texts, add_prefix_space)
+    if gpt2_fields:  # GPT-2's published tokenizer.json writes "" (not null) for prefix/suffix
+        doc = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
+        doc["model"].update(continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False, byte_fallback=False)
+        (tok_dir / "tokenizer.json").write_text(json.dumps(doc), encoding="utf-8")
     same, bad = parity(tok_dir, texts, 64, 64)
-    print(f"byte-level BPE (prefix space {add_prefix_space}): {same}/{len(texts)} texts identical")
+    print(
+        f"byte-level BPE (prefix space {add_prefix_space}, GPT-2 fields {gpt2_fields}): {same}/{len(texts)} identical"
+    )
     assert not bad, "\n".join(bad[:5])
 
 
@@ -240,6 +246,16 @@ def test_vocab_txt_fallback(minilm_dir: Path, tmp_path: Path, texts: list[str]) 
     sub = texts[:300]
     want = [e.ids for e in hf.encode_batch(sub)]
     assert host_ids(d, sub, None) == want
+
+
+def test_unsupported_bpe_pre_tokenizer_is_named(tmp_path: Path, texts: list[str]) -> None:
+    tok_dir = train_bpe(tmp_path / "bpe", texts[:200], False)
+    doc = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    doc["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [{"type": "Split"}, doc["pre_tokenizer"]]}
+    (tok_dir / "tokenizer.json").write_text(json.dumps(doc), encoding="utf-8")
+    r = run_host(["tokenize", "--tokenizer", str(tok_dir)], input_text="hello\n")
+    assert r.returncode == 2
+    assert "Sequence[Split, ByteLevel]" in r.stderr and "not supported" in r.stderr
 
 
 def test_unsupported_tokenizer_is_named(tmp_path: Path) -> None:

@@ -58,7 +58,9 @@ namespace Edgepack.Host.Tokenizers
             t.addPrefixSpace = J.GetBool(bl, "add_prefix_space", false);
             t.useRegex = J.GetBool(bl, "use_regex", true);
             t.ignoreMerges = J.GetBool(model, "ignore_merges", false);
-            if (J.Get(model, "continuing_subword_prefix") is string || J.Get(model, "end_of_word_suffix") is string)
+            // GPT-2's own tokenizer.json spells "no prefix/suffix" as "" rather than null.
+            if (!string.IsNullOrEmpty(J.GetString(model, "continuing_subword_prefix", null)) ||
+                !string.IsNullOrEmpty(J.GetString(model, "end_of_word_suffix", null)))
                 throw new HostError("BPE with a subword prefix/suffix in " + path + " is not supported", "use a GPT-2 style byte-level BPE");
             var v = J.GetObj(model, "vocab");
             if (v == null) throw new HostError(path + ": BPE model has no vocab");

@@ -131,7 +131,9 @@ namespace Edgepack.Host.Tokenizers
                 tok = ByteLevelBpeTokenizer.FromJson(doc, model, path);
             else
             {
-                string name = type == "BPE" ? "BPE without a ByteLevel pre-tokenizer (e.g. SentencePiece-style)" : (type ?? "unknown");
+                string name = type == "BPE"
+                    ? "BPE with pre-tokenizer " + PreTokenizerName(J.GetObj(doc, "pre_tokenizer")) + " (only a plain ByteLevel one is supported)"
+                    : (type ?? "unknown");
                 throw new HostError("tokenizer type " + name + " in " + path + " is not supported",
                     "this host supports WordPiece (BERT) and byte-level BPE (GPT-2 family)");
             }
@@ -151,6 +153,17 @@ namespace Edgepack.Host.Tokenizers
                 }
             tok.ReadPostProcessor(J.GetObj(doc, "post_processor"), path);
             return tok;
+        }
+
+        static string PreTokenizerName(Dictionary<string, object> pre)
+        {
+            if (pre == null) return "none";
+            string type = J.GetString(pre, "type", "?");
+            var list = J.GetList(pre, "pretokenizers");
+            if (type != "Sequence" || list == null) return type;
+            var names = new List<string>();
+            foreach (var p in list) names.Add(J.GetString(p as Dictionary<string, object>, "type", "?"));
+            return "Sequence[" + string.Join(", ", names) + "]";
         }
 
         void ReadPostProcessor(Dictionary<string, object> pp, string path)
