@@ -225,6 +225,8 @@ def annotate_types(model: Any, feed: dict[str, np.ndarray], work: Any) -> int:
     known = {v.name for v in model.graph.value_info} | {o.name for o in model.graph.output}
     known |= {i.name for i in model.graph.input}
     names = [o for n in model.graph.node for o in n.output if o and o not in known]
+    if not names:  # nothing to annotate (and ORT's run([]) would mean "every output")
+        return 0
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     for name in names:

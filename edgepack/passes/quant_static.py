@@ -49,6 +49,12 @@ def session(path: Path | str, threads: int = 1) -> Any:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
+def model_feed(sess: Any, feed: Feeds) -> Feeds:
+    """``feed`` restricted to the session's inputs: earlier passes may have pinned some (silero-vad's ``sr``)."""
+    names = {i.name for i in sess.get_inputs()}
+    return {k: v for k, v in feed.items() if k in names}
+
+
 @dataclass
 class Evaluator:
     """Accuracy of a candidate model against FP32 reference values, and whether the gates hold."""
@@ -85,13 +91,13 @@ class Evaluator:
         sess = session(fp32_path, 2)
         names = [o.name for o in sess.get_outputs()]
         compare = "sentence_embedding" if "sentence_embedding" in names else names[0]
-        refs = [sess.run([compare], f)[0] for f in feeds]
+        refs = [sess.run([compare], model_feed(sess, f))[0] for f in feeds]
         return cls(feeds, refs, compare, ["cosine", "max_abs_error"], gates)
 
     def outputs(self, path: Path) -> list[np.ndarray]:
         sess = session(path, self.threads)
         self.runs += 1
-        raw = [sess.run([self.compare_output], f)[0] for f in self.feeds]
+        raw = [sess.run([self.compare_output], model_feed(sess, f))[0] for f in self.feeds]
         if self.postprocess is not None:
             return [np.asarray(v) for v in self.postprocess([{self.compare_output: r} for r in raw], self.feeds)]
         return raw
@@ -138,7 +144,7 @@ def run_tensors(model: Any, names: Sequence[str], feeds: list[Feeds], path: Path
     onnx.save(with_outputs(model, names), str(path))
     sess = session(path, 2)
     want = list(dict.fromkeys(names))
-    return [dict(zip(want, sess.run(want, f), strict=True)) for f in feeds]
+    return [dict(zip(want, sess.run(want, model_feed(sess, f)), strict=True)) for f in feeds]
 
 
 def weight_matmuls(model: Any, op_types: Sequence[str] = ("MatMul", "Attention")) -> list[Any]:

@@ -3,8 +3,9 @@
 - ``int8-dynamic``: QInt8 per-channel weights (``MatMul``, fused ``Attention``, the embedding table), uint8
   activations quantized at run time. Activation outliers are first smoothed into the weights (SmoothQuant) from
   the calibration inputs, which keeps MiniLM's worst-case cosine ≥ 0.99 instead of ~0.97.
-- ``int8-static``: QDQ with activation ranges from calibration inputs, then **per-node fallback**: while the
-  profile's accuracy gates fail, the nodes that add the most error go back to FP32 (see ``quant_static``).
+- ``int8-static``: QDQ (MatMul, Gather, Conv) with activation ranges from calibration inputs, then **per-node
+  fallback**: while the profile's accuracy gates fail, the nodes that add the most error go back to FP32 (see
+  ``quant_static``).
 - ``int4``: MatMulNBits (block size from the profile, ``accuracy_level`` 4 for speed) and, optionally, the
   embedding table as ``GatherBlockQuantized`` (see ``quant_int4``); input channels are first scaled by their
   activation size (AWQ-like) and each block's range is MSE-clipped before round-to-nearest.
@@ -223,7 +224,7 @@ class QuantizePass(Pass[QuantizeConfig]):
         annotate_types(model, calibration[0], work)
         prepared = work / "prepared.onnx"
         onnx.save(model, str(prepared))
-        op_types = [t for t in ("MatMul", "Gather") if t not in cfg.exclude_ops]
+        op_types = [t for t in ("MatMul", "Gather", "Conv") if t not in cfg.exclude_ops]
         inputs = {i.name for i in model.graph.input}
         qdq_path = work / "qdq.onnx"
         quantize_static(
