@@ -203,3 +203,21 @@ def test_fitting_modes_orders_by_size(fp32_export: Path) -> None:
     assert fitting_modes(fp32_export, size * 2, profile) == ["none", "int8-dynamic", "int4"]
     assert fitting_modes(fp32_export, size * 0.2, profile) == ["int4"]
     assert fitting_modes(fp32_export, size * 0.05, profile) == []
+
+
+def test_static_quantizes_a_conv_model_with_a_pinned_input(silero_onnx: Path, tmp_path: Path) -> None:
+    """silero-vad after the optimize pass (``sr`` pinned, branches folded): Conv weights go int8, and the
+    calibration feeds that still carry ``sr`` are accepted."""
+    from edgepack.checks.inputs import SPEECH_WAV, read_wav_16k, vad_feeds, vad_frames
+    from edgepack.passes.optimize import OptimizeConfig, OptimizePass
+
+    profile = load("generic-x86_64")
+    art = OptimizePass(OptimizeConfig(pinned_inputs={"sr": 16000})).run(
+        ModelArtifact(silero_onnx, "audio-vad"), PassContext(profile, tmp_path / "opt")
+    )
+    feeds = vad_feeds(silero_onnx, vad_frames(read_wav_16k(SPEECH_WAV), 32))
+    ctx = PassContext(profile, tmp_path / "q", calibration=feeds)
+    out, record = QuantizePass(QuantizeConfig.from_profile(profile, "int8-static")).execute(art, ctx)
+    assert record.params["quantized_nodes"] > 0
+    assert out.onnx_path.stat().st_size < 0.65 * art.onnx_path.stat().st_size  # only Conv/MatMul weights go int8
+    assert record.params["max_abs_error"] < 0.02, record.params

@@ -15,6 +15,7 @@ The profile's ISA picks the default mode through its ``quantization.default`` (`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -123,9 +124,8 @@ class QuantizePass(Pass[QuantizeConfig]):
             if scratch != out and scratch.is_file():
                 scratch.unlink()
         self.extra_params.update(facts)
-        artifact.notes["quantization"] = dict(self.extra_params)
-        artifact.onnx_path = out
-        return artifact
+        notes = {**artifact.notes, "quantization": dict(self.extra_params)}
+        return dataclasses.replace(artifact, onnx_path=out, notes=notes)
 
     # --- modes -------------------------------------------------------------------------------------------------
 
