@@ -3,6 +3,7 @@ the bundle deployed with `edgepack deploy`, the aarch64 ORT library from the bun
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -10,9 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
+from edgepack.checks import metrics
 from tests.conftest import run_cli
 from tests.test_host_support import host_built_fixture, minilm_int8_aarch64_fixture  # noqa: F401
 
@@ -32,6 +35,7 @@ pytestmark = [
 ]
 
 BOARD = "host-a76"
+EXE = "mono host/edgepack-host.exe"
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +64,7 @@ def test_host_on_arm64_board(board: dict[str, Any], minilm_int8_aarch64: Path) -
     bundle = minilm_int8_aarch64.parent / "bundle.edgepack"
     r = run_cli(["deploy", str(bundle), "--target", BOARD, "--json"], timeout=900)
     assert r.returncode == 0, r.stderr
-    host = f"cd {board['root']}/current && mono host/edgepack-host.exe"
+    host = f"cd {board['root']}/current && {EXE}"
 
     code, out, err = ssh(board, f"{host} info --json --bundle-dir .", timeout=300)
     assert code == 0, err
@@ -82,3 +86,17 @@ def test_host_on_arm64_board(board: dict[str, Any], minilm_int8_aarch64: Path) -
     assert code == 0 and doc["passed"] is True, doc["gates"]
     # The same accuracy the packager measured with Python onnxruntime on x86 (ORT arm64 vs x86: equal to ~1e-6).
     assert abs(doc["metrics"]["cosine_mean"] - manifest["metrics"]["host"]["cosine_mean"]) < 1e-4
+
+    # serve on arm64: native tokenizer + the graph's pooled output, against the FP32 reference embedding.
+    index = json.loads((minilm_int8_aarch64 / "reference" / "index.json").read_text())
+    s0 = index["samples"][0]
+    lines = [{"id": 1, "op": "embed", "texts": [s0["text"]]}, {"id": 2, "op": "stats"}, {"op": "shutdown"}]
+    payload = base64.b64encode("".join(json.dumps(x) + "\n" for x in lines).encode()).decode()
+    here = f"cd {board['root']}/current"
+    code, out, err = ssh(board, f"{here} && echo {payload} | base64 -d | {EXE} serve --bundle-dir .", timeout=300)
+    assert code == 0, err
+    embed, stats, _ = (json.loads(line) for line in out.splitlines())
+    ref = np.load(minilm_int8_aarch64 / "reference" / s0["outputs"][index["compare_output"]]).ravel()
+    cos = metrics.cosine(ref, np.asarray(embed["embeddings"][0]))
+    print(f"arm64 serve embed vs FP32 reference: cosine {cos:.6f}, rss {stats['rss_mb']:.1f} MB")
+    assert cos >= 0.98 and stats["rss_mb"] > 10
