@@ -200,20 +200,20 @@ def smooth_activations(model: Any, feeds: list[Feeds], alpha: float, work: Path)
     return len(acts)
 
 
-def rank_by_added_error(
+def added_errors(
     fp32_model: Any, quant_model: Any, nodes: Sequence[tuple[str, str, str]], feeds: list[Feeds], work: Path
-) -> list[str]:
-    """Node names, worst first, by the relative error each adds: err(output) - err(input).
+) -> dict[str, float]:
+    """The relative error each node adds: err(output) - err(input), from one run of each model.
 
     ``nodes`` is ``(name, float input tensor or "", output tensor)``; the tensor names exist in both models (the
-    quantizers keep the original names around the quantized nodes). One run of each model.
+    quantizers keep the original names around the quantized nodes). A node whose tensors the quantizer renamed
+    cannot be measured and gets -inf (ranked last, never fallen back first).
     """
 
     def produced(m: Any) -> set[str]:
         return {o for n in m.graph.node for o in n.output} | {i.name for i in m.graph.input}
 
     both = produced(fp32_model) & produced(quant_model)
-    # a node whose tensors the quantizer renamed cannot be measured: it goes last (never fallen back first)
     unmeasured = [name for name, i, o in nodes if o not in both or (i and i not in both)]
     nodes = [(name, i, o) for name, i, o in nodes if name not in unmeasured]
     tensors = sorted({t for _, i, o in nodes for t in (i, o) if t})
@@ -228,7 +228,29 @@ def rank_by_added_error(
         return float(np.mean(errs))
 
     added = {name: rel(o) - (rel(i) if i else 0.0) for name, i, o in nodes}
-    return sorted(added, key=lambda n: -added[n]) + unmeasured
+    added.update({name: float("-inf") for name in unmeasured})
+    return added
+
+
+def rank(added: dict[str, float], cost_bytes: dict[str, int] | None = None, cost_floor: int = 1 << 16) -> list[str]:
+    """Node names, worst first. With ``cost_bytes`` (FP32 weight bytes a node's fallback brings back) the error is
+    divided by that cost (at least ``cost_floor``): accuracy is bought where it is cheapest — nodes whose fallback
+    restores no weights first, a 47 MB embedding table last."""
+    score = dict(added)
+    if cost_bytes is not None:
+        score = {n: e / max(cost_bytes.get(n, 0), cost_floor) if e > 0 else e for n, e in added.items()}
+    return sorted(score, key=lambda n: -score[n])
+
+
+def weight_bytes(model: Any, nodes: Sequence[Any]) -> dict[str, int]:
+    """FP32 bytes of the weight/table initializers (2-D or more) each node reads in ``model``."""
+    import onnx
+
+    sizes = {}
+    for init in model.graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT and len(init.dims) >= 2:
+            sizes[init.name] = 4 * int(np.prod(init.dims))
+    return {n.name: sum(sizes.get(i, 0) for i in set(n.input)) for n in nodes}
 
 
 @dataclass
