@@ -62,9 +62,10 @@ def cs_map(name: str, mapping: dict[int, str]) -> str:
 
 def main() -> int:
     cps = code_points()
-    clean = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=False, strip_accents=False, lowercase=False)
-    strip = normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=False, strip_accents=True, lowercase=False)
-    lower = normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=False, strip_accents=False, lowercase=True)
+    bert = normalizers.BertNormalizer
+    clean = bert(clean_text=True, handle_chinese_chars=False, strip_accents=False, lowercase=False)
+    strip = bert(clean_text=False, handle_chinese_chars=False, strip_accents=True, lowercase=False)
+    lower = bert(clean_text=False, handle_chinese_chars=False, strip_accents=False, lowercase=True)
     bert_pre = pre_tokenizers.BertPreTokenizer()
     byte_pre = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
 
