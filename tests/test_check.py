@@ -53,6 +53,9 @@ def test_check_passes_and_matches_packaging(
     page = (report / "index.html").read_text()
     assert "ALL GATES PASSED" in page and "cosine_mean_min" in page and "data:image/png;base64," in page
     assert (report / "latency.png").stat().st_size > 5000
+    assert (report / "accuracy.png").stat().st_size > 5000
+    assert len(doc["details"]["per_sample"]) == doc["samples"] >= 64
+    assert "Least accurate samples" in page
     assert "http://" not in page and "https://" not in page  # self-contained
 
 

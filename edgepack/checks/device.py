@@ -22,8 +22,13 @@ def host_command(manifest: dict[str, Any], bundle_dir: str) -> str:
     host = manifest.get("profile", {}).get("host", {})
     kind = host.get("kind", "dotnet-iot")
     if kind == "dotnet-iot":
-        runner = "mono" if host.get("dotnet", "mono") == "mono" else "dotnet"
-        return f"cd {quote(bundle_dir)} && {runner} host/edgepack-host.exe check --bundle-dir . --json"
+        if host.get("dotnet", "mono") != "mono":
+            # Bundles carry the Mono-built exe; a `dotnet publish` output is the user's own build, not shipped.
+            raise ConfigError(
+                "the bundle's host runs under Mono; host.dotnet: dotnet is not shipped in bundles",
+                "set host.dotnet: mono in the profile and install mono-runtime on the device",
+            )
+        return f"cd {quote(bundle_dir)} && mono host/edgepack-host.exe check --bundle-dir . --json --details"
     if kind == "python":
         return f"cd {quote(bundle_dir)} && python3 host/edgepack_host.py check --bundle-dir . --json"
     raise ConfigError(f"unknown host kind {kind!r} in the bundle's profile", "use dotnet-iot or python")

@@ -19,7 +19,7 @@ namespace Edgepack.Host
             "  info [--json] [--bundle-dir DIR] [--ort-lib PATH]\n" +
             "  tokenize --tokenizer DIR [--max-length N]          texts on stdin, one a line -> JSON id arrays\n" +
             "  run --bundle-dir DIR --input NAME=FILE.npy ... --output-dir DIR [--ort-lib PATH] [--threads N]\n" +
-            "  check --bundle-dir DIR [--json] [--repeats N] [--timings] [--ort-lib PATH] [--threads N]\n" +
+            "  check --bundle-dir DIR [--json] [--repeats N] [--timings] [--details] [--ort-lib PATH] [--threads N]\n" +
             "  serve --bundle-dir DIR [--ort-lib PATH] [--threads N]   JSON lines on stdin/stdout\n" +
             "The ORT library comes from the bundle's runtime/, else --ort-lib PATH, else EDGEPACK_ORT_LIB.\n" +
             "Exit codes: 0 ok, 1 gate failed, 2 bad input, 70 internal error.";
@@ -106,7 +106,7 @@ namespace Edgepack.Host
         public readonly Dictionary<string, string> Values = new Dictionary<string, string>(StringComparer.Ordinal);
         public readonly List<string> Inputs = new List<string>();
         public readonly HashSet<string> Flags = new HashSet<string>(StringComparer.Ordinal);
-        static readonly HashSet<string> flagNames = new HashSet<string> { "--json", "--timings" };
+        static readonly HashSet<string> flagNames = new HashSet<string> { "--json", "--timings", "--details" };
         static readonly HashSet<string> valueNames = new HashSet<string> {
             "--tokenizer", "--max-length", "--bundle-dir", "--output-dir", "--ort-lib", "--threads", "--repeats", "--input",
         };

@@ -10,7 +10,7 @@ using Edgepack.Host.Ort;
 
 namespace Edgepack.Host.Commands
 {
-    /// <summary>`check --bundle-dir DIR [--json]`: runs every reference input, compares with the reference outputs,
+    /// <summary>`check --bundle-dir DIR [--json] [--details]`: runs every reference input, compares with the reference outputs,
     /// times the Run call, reads the peak RSS, applies the profile's gates (exit 1 if one fails).</summary>
     public static class CheckCommand
     {
@@ -26,6 +26,7 @@ namespace Edgepack.Host.Commands
         sealed class Sample
         {
             public string Id;
+            public string Text;
             public Dictionary<string, TensorData> Inputs;
             public float[] Reference;
             public int[] Mask;
@@ -56,7 +57,7 @@ namespace Edgepack.Host.Commands
                 foreach (var o in list)
                 {
                     var s = J.Obj(o, "reference sample");
-                    var sample = new Sample { Id = J.GetString(s, "id", "?"), Inputs = new Dictionary<string, TensorData>(StringComparer.Ordinal) };
+                    var sample = new Sample { Id = J.GetString(s, "id", "?"), Text = J.GetString(s, "text", null), Inputs = new Dictionary<string, TensorData>(StringComparer.Ordinal) };
                     foreach (var kv in J.GetObj(s, "inputs") ?? J.NewObj())
                         sample.Inputs[kv.Key] = NpyFile.Read(Path.Combine(refDir, (string)kv.Value));
                     var outs = J.GetObj(s, "outputs") ?? J.NewObj();
@@ -76,6 +77,7 @@ namespace Edgepack.Host.Commands
                 int agree = 0;
                 double maxAbs = 0;
                 int lastDim = 0;
+                var perSample = new List<object>();
                 foreach (var s in samples)
                 {
                     // The first run of each sample is also its warm-up (docs: one warm-up per sample).
@@ -84,9 +86,19 @@ namespace Edgepack.Host.Commands
                     if (cand.Length != s.Reference.Length)
                         throw new HostError("output " + compare + " of sample " + s.Id + " has " + cand.Length + " values but the reference has " +
                             s.Reference.Length, "repackage the bundle");
-                    cosines.Add(Metrics.Cosine(s.Reference, cand));
-                    if (Metrics.Top1(s.Reference, cand, lastDim)) agree++;
-                    maxAbs = Math.Max(maxAbs, Metrics.MaxAbs(s.Reference, cand));
+                    double cos = Metrics.Cosine(s.Reference, cand);
+                    bool top1 = Metrics.Top1(s.Reference, cand, lastDim);
+                    double abs = Metrics.MaxAbs(s.Reference, cand);
+                    cosines.Add(cos);
+                    if (top1) agree++;
+                    maxAbs = Math.Max(maxAbs, abs);
+                    var entry = J.NewObj();
+                    entry["id"] = s.Id;
+                    if (kinds.Contains("cosine")) entry["cosine"] = cos;
+                    if (kinds.Contains("top1")) entry["top1"] = top1;
+                    entry["max_abs_error"] = abs;
+                    if (s.Text != null) entry["text"] = s.Text;
+                    perSample.Add(entry);
                 }
 
                 int repeats = opts.GetInt("--repeats", (int)J.GetDouble(index, "latency_repeats", 20));
@@ -155,6 +167,14 @@ namespace Edgepack.Host.Commands
                 doc["latency_repeats"] = repeats;
                 // Every timed run, for benchmarks that pool runs across processes (benchmarks/host_overhead.py).
                 if (opts.Flags.Contains("--timings")) doc["latency_samples_ms"] = times;
+                // Per-sample accuracy and every timed run, for the HTML report (edgepack check --report).
+                if (opts.Flags.Contains("--details"))
+                {
+                    var details = J.NewObj();
+                    details["per_sample"] = perSample;
+                    details["latency_ms_samples"] = times;
+                    doc["details"] = details;
+                }
                 if (opts.Json) stdout.WriteLine(JsonWriter.Write(doc));
                 else
                 {
