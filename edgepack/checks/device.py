@@ -66,7 +66,11 @@ def check_installed(
             f"{manifest.get('id', '?')[:12]}",
             "deploy the bundle before checking it",
         )
-    r = transport.run(host_command(installed, bundle_dir), timeout=timeout)
+    command = host_command(installed, bundle_dir)
+    r = transport.run(command, timeout=timeout)
+    if r.exit_code == 2 and "--details" in r.stderr:
+        # A host from an older bundle has no per-sample details: its metrics are still the device's own.
+        r = transport.run(command.replace(" --details", ""), timeout=timeout)
     if r.exit_code not in (0, 1):
         lines = (r.stderr.strip() or r.stdout.strip()).splitlines()
         detail = lines[-1] if lines else f"exit status {r.exit_code}"
