@@ -6,6 +6,7 @@ member's hash), so the same inputs give the same id and the same bytes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -38,7 +39,9 @@ class Member:
         assert self.source is not None
         return self.source.stat().st_size
 
-    def sha256(self) -> str:
+    @functools.cached_property
+    def digest(self) -> str:
+        """sha256 of the content, computed once (the packager needs it for the cache key and the manifest)."""
         h = hashlib.sha256()
         if self.data is not None:
             h.update(self.data)
@@ -48,6 +51,9 @@ class Member:
                 while chunk := f.read(_CHUNK):
                     h.update(chunk)
         return h.hexdigest()
+
+    def sha256(self) -> str:
+        return self.digest
 
 
 def _check_path(path: str) -> None:

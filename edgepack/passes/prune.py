@@ -6,8 +6,6 @@ optimization style with --target_platform), so the config lists exactly the kern
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -56,26 +54,11 @@ class PrunePass(Pass[PruneConfig]):
         work.mkdir(parents=True, exist_ok=True)
         model = work / "model.onnx"
         model.write_bytes(artifact.onnx_path.read_bytes())
-        cmd = [
-            sys.executable,
-            "-m",
-            "onnxruntime.tools.convert_onnx_models_to_ort",
-            "--output_dir",
-            str(work),
-            "--optimization_style",
-            cfg.optimization_style,
-            "--target_platform",
-            cfg.target_platform,
-            str(model),
-        ]
-        if cfg.enable_type_reduction:
-            cmd.insert(3, "--enable_type_reduction")
-        r = subprocess.run(cmd, capture_output=True, text=True)
+        self._convert(model, work, cfg)
         ort_file = work / "model.ort"
         configs = sorted(work.glob("*.config"))
-        if r.returncode != 0 or not ort_file.is_file() or not configs:
-            tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
-            raise PassError(f"ORT-format conversion failed ({tail[:200]})", "report this model to edgepack")
+        if not ort_file.is_file() or not configs:
+            raise PassError("ORT-format conversion wrote no .ort model or operator config", "report this model")
         config = work / "required_operators.config"
         # The tool's header names the temp path it read; keep only the operator lines so the bundle is reproducible.
         lines = [ln for ln in configs[0].read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
@@ -95,6 +78,30 @@ class PrunePass(Pass[PruneConfig]):
             runtime_version=artifact.runtime_version,
             notes=dict(artifact.notes),
         )
+
+    @staticmethod
+    def _convert(model: Path, work: Path, cfg: PruneConfig) -> None:
+        """ORT's own converter, in process (a subprocess would pay for importing onnxruntime again)."""
+        import contextlib
+        import io
+
+        from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+        chatter = io.StringIO()  # the converter prints progress; the pass log records what matters
+        try:
+            with contextlib.redirect_stdout(chatter):
+                convert_onnx_models_to_ort(
+                    model,
+                    output_dir=work,
+                    optimization_styles=[OptimizationStyle[cfg.optimization_style]],
+                    target_platform=cfg.target_platform,
+                    enable_type_reduction=cfg.enable_type_reduction,
+                )
+        except Exception as e:  # onnxruntime raises its own types (Fail, InvalidGraph, NotImplemented …)
+            raise PassError(
+                f"ORT-format conversion failed ({str(e).strip().splitlines()[-1][:200]})",
+                "report this model to edgepack",
+            ) from e
 
     @staticmethod
     def _check_loads(ort_file: Path) -> None:

@@ -89,6 +89,11 @@ class QuantizePass(Pass[QuantizeConfig]):
     name: ClassVar[str] = "quantize"
     Config: ClassVar[type[PassConfig]] = QuantizeConfig
 
+    def __init__(self, config: QuantizeConfig) -> None:
+        super().__init__(config)
+        self._evaluated: dict[str, Any] | None = None
+        self._evaluated_samples = 0
+
     def run(self, artifact: ModelArtifact, ctx: PassContext) -> ModelArtifact:
         cfg: QuantizeConfig = self.config
         self.extra_params = {"mode": cfg.mode}
@@ -128,6 +133,9 @@ class QuantizePass(Pass[QuantizeConfig]):
                 scratch.unlink()
         self.extra_params.update(facts)
         notes = {**artifact.notes, "quantization": dict(self.extra_params)}
+        if self._evaluated is not None:
+            # The accuracy of exactly this output file on the reference set: the pipeline need not measure it again.
+            notes["evaluated"] = {"model": str(out), "samples": self._evaluated_samples, "metrics": self._evaluated}
         return dataclasses.replace(artifact, onnx_path=out, notes=notes)
 
     # --- modes -------------------------------------------------------------------------------------------------
@@ -342,6 +350,7 @@ class QuantizePass(Pass[QuantizeConfig]):
             return facts
         metrics, results = evaluator.evaluate(first)
         chosen, chosen_metrics, chosen_results = first, metrics, results
+        self._evaluated_samples = len(evaluator.feeds)
         if cfg.fallback and cfg.mode in cfg.fallback_modes and not qs.gates_hold(results) and candidates:
             start = time.perf_counter()
             ctx.report("quantize: ranking nodes by the error they add", 0, None)
@@ -380,6 +389,7 @@ class QuantizePass(Pass[QuantizeConfig]):
             facts["fallback_ranking"] = orders[0][: max(10, len(best.fallback))]
             facts["fallback_seconds"] = round(time.perf_counter() - start, 2)
         shutil.copyfile(chosen, out)
+        self._evaluated = chosen_metrics
         facts["quantized_nodes"] = len(candidates) - len(facts["fallback_nodes"])
         facts.update(_metric_facts(chosen_metrics, chosen_results))
         return facts
