@@ -238,7 +238,7 @@ def test_build_is_verified_against_full_ort(built_x86):
     assert set(v.outputs) == {"sentence_embedding", "token_embeddings"}
     assert rt.library.name == "libonnxruntime.so.1.21.0" and rt.library.is_file()
     assert [p.name for p in rt.extra_libs] == ["libprotobuf-lite.so.32"]
-    assert rt.needs["runpath"] == "$ORIGIN"
+    assert "$ORIGIN" in rt.needs["runpath"].split(":")
     # Runs on glibc 2.36 (Raspberry Pi OS Bookworm) and needs no libstdc++ beyond it.
     assert tuple(int(x) for x in rt.needs["glibc"].split(".")) <= (2, 36), rt.needs
     assert "libstdc++.so.6" not in rt.needs["needed"]

@@ -7,6 +7,7 @@ stopped) and reaches the cache only through ``cache.publish`` after verification
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -112,8 +113,9 @@ def flags_for(arch: str) -> list[str]:
 
 
 def key_flags(arch: str) -> list[str]:
-    """Everything about how the library is made that the cache key must cover."""
-    return flags_for(arch) + PACKAGING
+    """Everything about how the library is made that the cache key must cover (the linked-in shim included)."""
+    shim = resources.files("edgepack.runtime.minimal").joinpath("glibc_compat.c").read_bytes()
+    return [*flags_for(arch), *PACKAGING, f"edgepack:glibc_compat.c={hashlib.sha256(shim).hexdigest()[:16]}"]
 
 
 def work_root() -> Path:
@@ -178,7 +180,7 @@ def compile_library(
     jobs = os.environ.get("EDGEPACK_BUILD_JOBS", "2")
     # Plain C11 (no _GNU_SOURCE): the calls inside bind to the pre-2.38 symbols.
     env.run(
-        f"{CC[arch]} -std=c11 -O2 -fPIC -c /ort/work/glibc_compat.c -o /ort/work/glibc_compat.o",
+        f"{CC[arch]} -std=c11 -O2 -fPIC -fno-builtin -c /ort/work/glibc_compat.c -o /ort/work/glibc_compat.o",
         binds={"/ort/work": work},
         log=log,
         timeout=300,

@@ -15,6 +15,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -94,6 +95,7 @@ def run_streaming(
             text=True,
             errors="replace",
             env={**os.environ, **(env or {})},
+            start_new_session=True,  # its own process group, so an interruption reaches ninja and the compilers
         )
         assert proc.stdout is not None
         try:
@@ -104,13 +106,12 @@ def run_streaming(
                 if on_line:
                     on_line(line.rstrip("\n"))
                 if time.monotonic() > deadline:
-                    proc.kill()
                     raise BuildError(f"'{shlex.join(cmd)[:120]}' ran past {timeout:.0f} s", "see the log and retry")
             rc = proc.wait()
         except BaseException:
-            # Interrupted (Ctrl-C) or timed out: do not leave the compiler running behind us.
-            proc.kill()
-            proc.wait()
+            # Interrupted (Ctrl-C) or timed out: stop the whole group. SIGTERM first, so ninja deletes the outputs
+            # it was writing (a truncated .o must not look up to date when the build resumes); then SIGKILL.
+            _stop_group(proc)
             raise
     finally:
         if logf:
@@ -121,6 +122,17 @@ def run_streaming(
         where = f" (log: {log})" if log else ""
         raise BuildError(f"command failed with exit {rc}: {tail}{where}", "fix the cause shown and run again")
     return out
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        proc.wait()
 
 
 def ensure(progress: Progress | None = None, mirror: str = MIRROR) -> BuildEnv:

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+/* no <math.h>: fmodf is defined below with our own symbol binding */
 #include <wchar.h>
 
 long __isoc23_strtol(const char *s, char **e, int b) { return strtol(s, e, b); }
@@ -29,3 +30,13 @@ int __isoc23_sscanf(const char *s, const char *f, ...) {
   va_end(ap);
   return r;
 }
+
+/* glibc 2.38 also gave fmodf a new symbol version (GLIBC_2.38, errno handling only); bind ORT's calls to the
+ * original one so libm from glibc 2.17+ satisfies them. */
+#if defined(__x86_64__)
+__asm__(".symver __edgepack_fmodf_old,fmodf@GLIBC_2.2.5");
+#elif defined(__aarch64__)
+__asm__(".symver __edgepack_fmodf_old,fmodf@GLIBC_2.17");
+#endif
+float __edgepack_fmodf_old(float x, float y);
+float fmodf(float x, float y) { return __edgepack_fmodf_old(x, y); }

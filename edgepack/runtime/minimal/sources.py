@@ -387,6 +387,7 @@ def runtime_libs(arch: str, mirror: str = MIRROR) -> list[Path]:
         _apt_download(pin, arch, mirror)
     staging = out.with_name(out.name + f".partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
+    (staging / "x").mkdir(parents=True)
     try:
         subprocess.run(["dpkg-deb", "-x", str(deb), str(staging / "x")], check=True, timeout=120)
         found = sorted((staging / "x").glob("usr/lib/*/libprotobuf-lite.so.32.*"))
