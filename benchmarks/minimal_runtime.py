@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PROFILES = {"x86_64": "generic-x86_64", "aarch64": "rpi-5"}
+PROFILES = {"x86_64": "x86_64-glibc236", "aarch64": "rpi-5"}
+# The minimal library needs glibc 2.35 (libstdc++/libgcc linked in), generic-x86_64 allows 2.28.
+X86_PROFILE = 'extends: generic-x86_64\nname: x86_64-glibc236\ndevice:\n  glibc: "2.36"\n'
+
 MODEL_NAME = "minilm-l6-v2-int8-qint8-pc.onnx"
 
 
@@ -74,7 +77,12 @@ def measure_arch(arch: str, model: Path) -> dict[str, Any]:
     from edgepack.runtime.minimal import buildenv, cache, provide
     from edgepack.runtime.wheel import fetch_library
 
-    profile = load(PROFILES[arch])
+    if arch == "x86_64":
+        with tempfile.TemporaryDirectory() as pd:
+            (Path(pd) / "x86_64-glibc236.yaml").write_text(X86_PROFILE)
+            profile = load(str(Path(pd) / "x86_64-glibc236.yaml"))
+    else:
+        profile = load(PROFILES[arch])
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.monotonic()
         rt = provide(profile, model, Path(tmp))

@@ -211,8 +211,20 @@ def _minilm_int8(minilm_dir: Path) -> Path:
     return out
 
 
+# The minimal library needs glibc 2.35 (libstdc++/libgcc linked in; see glibc_compat.c), generic-x86_64 allows
+# 2.28: an x86_64 profile for glibc 2.36 devices (this machine's Debian 12).
+X86_PROFILE = 'extends: generic-x86_64\nname: x86_64-glibc236\ndevice:\n  glibc: "2.36"\n'
+
+
 @pytest.fixture(scope="module")
-def built_x86(minilm_dir, tmp_path_factory):
+def x86_profile(tmp_path_factory) -> str:
+    p = tmp_path_factory.mktemp("profiles") / "x86_64-glibc236.yaml"
+    p.write_text(X86_PROFILE)
+    return str(p)
+
+
+@pytest.fixture(scope="module")
+def built_x86(minilm_dir, x86_profile, tmp_path_factory):
     """The x86_64 minimal ORT for MiniLM int8 via provide() — from the cache when this machine has it."""
     from edgepack.profiles import load
     from edgepack.runtime.minimal import provide
@@ -221,7 +233,7 @@ def built_x86(minilm_dir, tmp_path_factory):
     steps: list[tuple[str, float, float | None]] = []
     t0 = time.monotonic()
     rt = provide(
-        load("generic-x86_64"),
+        load(x86_profile),
         model,
         tmp_path_factory.mktemp("minimal"),
         progress=lambda s, d, t: steps.append((s, d, t)),
@@ -251,24 +263,24 @@ def test_build_is_verified_against_full_ort(built_x86):
 
 
 @pytest.mark.slow
-def test_second_provide_reuses_the_library_in_seconds(built_x86, tmp_path):
+def test_second_provide_reuses_the_library_in_seconds(built_x86, x86_profile, tmp_path):
     from edgepack.profiles import load
     from edgepack.runtime.minimal import provide
 
     rt, model, _, _ = built_x86
     t0 = time.monotonic()
-    again = provide(load("generic-x86_64"), model, tmp_path)
+    again = provide(load(x86_profile), model, tmp_path)
     assert again.cached and again.library == rt.library and again.key == rt.key
     assert time.monotonic() - t0 < 90
     assert again.verification.max_abs_diff <= 1e-5
 
 
 @pytest.mark.slow
-def test_cli_runtime_build_prints_library_size_and_needs(built_x86, tmp_path):
+def test_cli_runtime_build_prints_library_size_and_needs(built_x86, x86_profile, tmp_path):
     rt, model, _, _ = built_x86
     out = tmp_path / "out"
     proc = run_cli(
-        ["runtime", "build", "--profile", "generic-x86_64", "--model", str(model), "-o", str(out), "--json"],
+        ["runtime", "build", "--profile", x86_profile, "--model", str(model), "-o", str(out), "--json"],
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -279,13 +291,13 @@ def test_cli_runtime_build_prints_library_size_and_needs(built_x86, tmp_path):
     assert doc["verification"]["max_abs_diff"] <= 1e-5
     for name in ("libonnxruntime.so.1.21.0", "libprotobuf-lite.so.32", "required_operators.config", "model.ort"):
         assert (out / name).is_file(), name
-    human = run_cli(["runtime", "build", "--profile", "generic-x86_64", "--model", str(model)], timeout=600)
+    human = run_cli(["runtime", "build", "--profile", x86_profile, "--model", str(model)], timeout=600)
     assert human.returncode == 0, human.stderr[-2000:]
     assert str(rt.library) in human.stdout and "needs" in human.stdout and "max abs diff" in human.stdout
 
 
 @pytest.mark.slow
-def test_model_with_an_op_the_library_lacks(built_x86, tmp_path):
+def test_model_with_an_op_the_library_lacks(built_x86, x86_profile, tmp_path):
     """--reuse a MiniLM library for a model with Conv: one line naming Conv and the fix, exit 2."""
     rt, _, _, _ = built_x86
     lib_dir = tmp_path / "lib"
@@ -295,14 +307,14 @@ def test_model_with_an_op_the_library_lacks(built_x86, tmp_path):
     conv = tmp_path / "conv.onnx"
     _tiny_model(conv, "Conv")
     proc = run_cli(
-        ["runtime", "build", "--profile", "generic-x86_64", "--model", str(conv), "--reuse", str(lib_dir)], timeout=600
+        ["runtime", "build", "--profile", x86_profile, "--model", str(conv), "--reuse", str(lib_dir)], timeout=600
     )
     line = _one_error_line(proc)
     assert "Conv" in line and "without --reuse" in line
 
 
 @pytest.mark.slow
-def test_corrupted_cache_entry_is_reported_not_used(built_x86, tmp_path):
+def test_corrupted_cache_entry_is_reported_not_used(built_x86, x86_profile, tmp_path):
     """A cached library whose bytes changed: exit 2 naming the file and the fix; the entry is not replaced."""
     rt, model, _, _ = built_x86
     cache = tmp_path / "cache"
@@ -318,7 +330,7 @@ def test_corrupted_cache_entry_is_reported_not_used(built_x86, tmp_path):
     data[len(data) // 2] ^= 0xFF
     lib.write_bytes(bytes(data))
     proc = run_cli(
-        ["runtime", "build", "--profile", "generic-x86_64", "--model", str(model)],
+        ["runtime", "build", "--profile", x86_profile, "--model", str(model)],
         env={"EDGEPACK_CACHE": str(cache)},
         timeout=600,
     )
@@ -339,3 +351,12 @@ def test_lookup_detects_corruption(tmp_path, monkeypatch):
     entry.library.write_bytes(b"\x7fELF" + bytes(99) + b"\x01")
     with pytest.raises(BuildError, match="corrupted"):
         cache.lookup("k1")
+
+
+def test_glibc_newer_than_the_profile_allows_is_refused():
+    from edgepack.profiles import load
+    from edgepack.runtime.minimal import _check_glibc
+
+    _check_glibc({"glibc": "2.35"}, load("rpi-5"))  # Bookworm: 2.36
+    with pytest.raises(BuildError, match=r"needs glibc 2\.35.*allows glibc 2\.28"):
+        _check_glibc({"glibc": "2.35"}, load("generic-x86_64"))

@@ -251,6 +251,8 @@ def provide(
         )
         timings["verify"] = time.monotonic() - t
         _raise_if_mismatch(ver)
+    needs = _needs(entry.library)
+    _check_glibc(needs, profile)
     return MinimalRuntime(
         library=entry.library,
         extra_libs=entry.extra_libs,
@@ -262,7 +264,7 @@ def provide(
         cached=cached,
         verification=ver,
         timings=timings,
-        needs=_needs(entry.library),
+        needs=needs,
     )
 
 
@@ -349,6 +351,19 @@ def _raise_if_mismatch(ver: Any) -> None:
             f"(tolerance {ver.tolerance:g}; {worst}; {ver.samples} samples, {ver.arch})",
             "nothing was cached; report this — the minimal build computes differently (see the AVX-512 note in "
             "edgepack/runtime/minimal/sources.py)",
+        )
+
+
+def _version(v: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in v.split(".") if p.isdigit())
+
+
+def _check_glibc(needs: dict[str, Any], profile: Profile) -> None:
+    if needs.get("glibc") and _version(str(needs["glibc"])) > _version(profile.device.glibc):
+        raise BuildError(
+            f"the minimal ORT needs glibc {needs['glibc']}, but profile {profile.name} allows glibc "
+            f"{profile.device.glibc}",
+            "report this (edgepack/runtime/minimal/glibc_compat.c should cover it) or raise device.glibc",
         )
 
 
