@@ -104,9 +104,12 @@ def read_wav_16k(path: Path) -> np.ndarray:
     return (pcm.astype(np.float32) / 32768.0).astype(np.float32)
 
 
-def vad_frames(audio: np.ndarray, count: int, frame: int = 512) -> list[np.ndarray]:
+def vad_frames(audio: np.ndarray, count: int, frame: int = 512, context: int = 64) -> list[np.ndarray]:
+    """Windows as silero-vad (v5+) consumes them: ``context`` samples carried over from the previous chunk, then
+    ``frame`` new samples (576 at 16 kHz)."""
     n = min(count, len(audio) // frame)
-    return [audio[i * frame : (i + 1) * frame][None, :].copy() for i in range(n)]
+    padded = np.concatenate([np.zeros(context, dtype=np.float32), audio.astype(np.float32)])
+    return [padded[i * frame : i * frame + context + frame][None, :].copy() for i in range(n)]
 
 
 def vad_feeds(model_path: Path, frames: list[np.ndarray], sample_rate: int = 16000) -> list[dict[str, np.ndarray]]:

@@ -84,10 +84,13 @@ class PrunePass(Pass[PruneConfig]):
         """ORT's own converter, in process (a subprocess would pay for importing onnxruntime again)."""
         import contextlib
         import io
+        import logging
 
         from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
         chatter = io.StringIO()  # the converter prints progress; the pass log records what matters
+        # Its logger is set to DEBUG when imported (above) and logs each config it writes: quiet it here.
+        logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)
         try:
             with contextlib.redirect_stdout(chatter):
                 convert_onnx_models_to_ort(

@@ -344,6 +344,7 @@ def qdq_restore_float(
     graph = m.graph
     producer = {o: n for n in graph.node for o in n.output}
     inits = {i.name for i in graph.initializer}
+    graph_inputs = {i.name for i in graph.input}
     wanted = set(node_names)
     for node in graph.node:
         if node.name not in wanted:
@@ -361,7 +362,9 @@ def qdq_restore_float(
                 else:
                     continue
                 if orig in originals:
-                    if orig not in inits:
+                    # The FP32 name may still be defined in the QDQ graph (an initializer, or a node output such as
+                    # a folded Conv bias): redefining it makes an invalid model, so add it only when it is absent.
+                    if orig not in inits and orig not in producer and orig not in graph_inputs:
                         graph.initializer.append(originals[orig])
                         inits.add(orig)
                     node.input[i] = orig
