@@ -227,8 +227,7 @@ def provide(
                         "verification": ver.as_dict(),
                     },
                 )
-                # The build tree (≈1 GB) has served its purpose once the library is published.
-                shutil.rmtree(work / "build", ignore_errors=True)
+                # The build tree stays (≈1 GB): a change to the linked-in shim or link flags then only relinks.
     gaps = opconfig.missing(entry.config, config)
     if gaps:
         raise BuildError(

@@ -31,12 +31,16 @@ int __isoc23_sscanf(const char *s, const char *f, ...) {
   return r;
 }
 
-/* glibc 2.38 also gave fmodf a new symbol version (GLIBC_2.38, errno handling only); bind ORT's calls to the
- * original one so libm from glibc 2.17+ satisfies them. */
+/* glibc 2.38 also gave fmod and fmodf new symbol versions (GLIBC_2.38, errno handling only); bind ORT's calls
+ * to the original ones so libm from glibc 2.17+ satisfies them. */
 #if defined(__x86_64__)
 __asm__(".symver __edgepack_fmodf_old,fmodf@GLIBC_2.2.5");
+__asm__(".symver __edgepack_fmod_old,fmod@GLIBC_2.2.5");
 #elif defined(__aarch64__)
 __asm__(".symver __edgepack_fmodf_old,fmodf@GLIBC_2.17");
+__asm__(".symver __edgepack_fmod_old,fmod@GLIBC_2.17");
 #endif
 float __edgepack_fmodf_old(float x, float y);
+double __edgepack_fmod_old(double x, double y);
 float fmodf(float x, float y) { return __edgepack_fmodf_old(x, y); }
+double fmod(double x, double y) { return __edgepack_fmod_old(x, y); }
