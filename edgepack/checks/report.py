@@ -74,8 +74,9 @@ def _plots(out: Path, doc: dict[str, Any]) -> list[tuple[str, str]]:
         values = [float(p.get(key, 0.0)) for p in per]
         ax.bar(range(len(values)), values, color="#0969da", width=0.8)
         if key == "cosine":
-            lo = min(values)
-            ax.set_ylim(max(0.0, min(lo, 0.98) - 0.005), 1.0005)
+            cosine_gates = [g["threshold"] for g in doc.get("gates", []) if g["name"].startswith("cosine_")]
+            lo = min([*values, *cosine_gates, 0.98])  # keep every gate line inside the plot
+            ax.set_ylim(max(0.0, lo - 0.005), 1.0005)
             for g in doc.get("gates", []):
                 if g["name"] in ("cosine_min_min", "cosine_mean_min"):
                     ax.axhline(
