@@ -64,22 +64,26 @@ def _build(args: argparse.Namespace) -> int:
         print_json(doc)
         return 0
     c = console()
+
+    def say(text: str) -> None:
+        c.print(text, soft_wrap=True)  # paths stay on one line (copyable)
+
     v = built.verification
     how = "from the cache" if built.cached else f"built in {_dur(built.timings.get('build', 0))}"
-    c.print(f"minimal ONNX Runtime {built.ort_version} for {built.arch} ({how})")
-    c.print(f"  library   {built.library}  {built.library.stat().st_size:,} B")
+    say(f"minimal ONNX Runtime {built.ort_version} for {built.arch} ({how})")
+    say(f"  library   {built.library}  {built.library.stat().st_size:,} B")
     extras = ", ".join(f"{p.name} {p.stat().st_size:,} B" for p in built.extra_libs)
-    c.print(f"  ships     {extras or 'nothing else'} beside it; {built.size_bytes:,} B in all")
+    say(f"  ships     {extras or 'nothing else'} beside it; {built.size_bytes:,} B in all")
     n = built.needs
     sys_libs = ", ".join(x for x in n["needed"] if x not in {p.name for p in built.extra_libs})
-    c.print(f"  needs     {sys_libs}; glibc ≥ {n['glibc']}" + (f", GLIBCXX {n['glibcxx']}" if n["glibcxx"] else ""))
+    say(f"  needs     {sys_libs}; glibc ≥ {n['glibc']}" + (f", GLIBCXX {n['glibcxx']}" if n["glibcxx"] else ""))
     cpu = f", qemu -cpu {v.cpu}" if v.cpu else ""
-    c.print(
+    say(
         f"  verified  max abs diff {v.max_abs_diff:.3g} vs full ORT {built.ort_version} on {v.samples} samples"
         f" ({v.arch}{cpu}; tolerance {v.tolerance:g})"
     )
     if args.output:
-        c.print(f"  copied to {args.output}")
+        say(f"  copied to {args.output}")
     return 0
 
 
