@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from edgepack.errors import BundleError
+from edgepack.hashing import sha256_file
 
 BUNDLE_FORMAT = "edgepack-bundle/1"
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,10 @@ class Member:
     @functools.cached_property
     def digest(self) -> str:
         """sha256 of the content, computed once (the packager needs it for the cache key and the manifest)."""
-        h = hashlib.sha256()
         if self.data is not None:
-            h.update(self.data)
-        else:
-            assert self.source is not None
-            with self.source.open("rb") as f:
-                while chunk := f.read(_CHUNK):
-                    h.update(chunk)
-        return h.hexdigest()
+            return hashlib.sha256(self.data).hexdigest()
+        assert self.source is not None
+        return sha256_file(self.source)
 
     def sha256(self) -> str:
         return self.digest

@@ -6,16 +6,14 @@ bytes already there) and become ``<id>.edgepack`` only after the board's own ``s
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgepack.errors import BundleError, TransferError, VerifyFailed
+from edgepack.hashing import sha256_file
 from edgepack.transports.base import ProgressFn, Transport, quote
-
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -48,11 +46,7 @@ def prepare(path: Path) -> LocalBundle:
     report = verify(path)
     if not report.ok:
         raise VerifyFailed(f"{path}: {report.problems[0]}", "package it again; nothing was sent")
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return LocalBundle(path, manifest, h.hexdigest(), path.stat().st_size)
+    return LocalBundle(path, manifest, sha256_file(path), path.stat().st_size)
 
 
 def remote_sha256(transport: Transport, remote: str, *, timeout: float) -> str | None:

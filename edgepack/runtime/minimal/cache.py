@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepack.errors import BuildError
+from edgepack.hashing import sha256_file
 from edgepack.paths import cache_dir
 
 ENTRY_FILE = "entry.json"
@@ -25,14 +26,6 @@ ENTRY_FORMAT = "edgepack-minimal-ort/1"
 
 def lib_root() -> Path:
     return cache_dir() / "ort-build" / "lib"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def normalized_config(text: str) -> str:

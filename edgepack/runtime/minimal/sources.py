@@ -15,7 +15,6 @@ The prepared tree (extracted, Debian's system-library patches applied, the AVX-5
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepack.errors import BuildError, SourceError
+from edgepack.hashing import sha256_file
 from edgepack.paths import cache_dir
 
 Progress = Callable[[str, float, "float | None"], None]
@@ -102,14 +102,6 @@ class SourceTree:
 
 def sources_dir() -> Path:
     return cache_dir() / "ort-build" / "sources"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --- Debian route -------------------------------------------------------------------------------------------
