@@ -173,6 +173,16 @@ def provide(
     )
     qemu_cpu = profile.device.cpu if arch != "x86_64" else None
 
+    def verified(lib_dir: Path, lib_name: str, verify_dir: Path) -> verify.Verification:
+        """Run the reference inputs through this library and full ORT; a mismatch raises (nothing is cached)."""
+        t = time.monotonic()
+        result = verify.verify(
+            env, tree, arch, lib_dir, lib_name, ort_model, samples, verify_dir, qemu_cpu=qemu_cpu, progress=progress
+        )
+        timings["verify"] = time.monotonic() - t
+        _raise_if_mismatch(result)
+        return result
+
     if reuse is not None:
         return _reuse(reuse, env, tree, arch, config, ort_model, samples, work_dir, qemu_cpu, timings, progress)
 
@@ -198,21 +208,7 @@ def provide(
                     shutil.copyfile(extra, staging / _soname(extra))
                 shutil.copyfile(config, staging / "required_operators.config")
                 _check_elf(staging / lib_name, arch)
-                t = time.monotonic()
-                ver = verify.verify(
-                    env,
-                    tree,
-                    arch,
-                    staging,
-                    lib_name,
-                    ort_model,
-                    samples,
-                    work / "verify",
-                    qemu_cpu=qemu_cpu,
-                    progress=progress,
-                )
-                timings["verify"] = time.monotonic() - t
-                _raise_if_mismatch(ver)
+                ver = verified(staging, lib_name, work / "verify")
                 entry = cache.publish(
                     staging,
                     key,
@@ -235,21 +231,7 @@ def provide(
             f"delete {entry.dir} (or run again with --rebuild)",
         )
     if ver is None:
-        t = time.monotonic()
-        ver = verify.verify(
-            env,
-            tree,
-            arch,
-            entry.dir,
-            entry.library.name,
-            ort_model,
-            samples,
-            work_dir / "verify",
-            qemu_cpu=qemu_cpu,
-            progress=progress,
-        )
-        timings["verify"] = time.monotonic() - t
-        _raise_if_mismatch(ver)
+        ver = verified(entry.dir, entry.library.name, work_dir / "verify")
     needs = _needs(entry.library)
     _check_glibc(needs, profile)
     return MinimalRuntime(
