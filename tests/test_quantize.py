@@ -226,3 +226,61 @@ def test_static_quantizes_a_conv_model_with_a_pinned_input(silero_onnx: Path, tm
     params = record.params
     assert params["gates_passed"] == (params["max_abs_error"] <= profile.gates.max_abs_error_max), params
     assert params["gates_passed"] or params["fallback_exhausted"]
+
+
+@pytest.mark.parametrize(("weight_type", "reduce_range"), [("QInt8", False), ("QUInt8", True)])
+def test_in_memory_dynamic_quantizer_writes_what_quantize_dynamic_writes(
+    optimized: Path, tmp_path: Path, weight_type: str, reduce_range: bool
+) -> None:
+    """The pass's in-memory ``quantize_dynamic`` (vectorized per-channel weights) gives ORT's bytes exactly,
+    symmetric and asymmetric, with an excluded node and an all-zero weight channel (scale 1, zero point 0)."""
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from edgepack.passes.quant_dynamic import quantize_dynamic_model, shape_inferred
+
+    model = onnx.load(str(optimized))
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
+    inits = {i.name: i for i in model.graph.initializer}
+    weight = next(inits[n.input[1]] for n in matmuls if n.input[1] in inits)
+    values = numpy_helper.to_array(weight).copy()
+    values[:, 3] = 0.0
+    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    src = tmp_path / "src.onnx"
+    onnx.save(model, str(src))
+    kwargs: dict[str, Any] = {
+        "weight_type": QuantType[weight_type],
+        "per_channel": True,
+        "reduce_range": reduce_range,
+        "op_types_to_quantize": ["MatMul", "Attention", "Gather", "EmbedLayerNormalization"],
+        "nodes_to_exclude": [matmuls[-1].name],
+        "extra_options": {"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
+    }
+    quantize_dynamic(str(src), str(tmp_path / "ort.onnx"), **kwargs)
+    quantize_dynamic_model(shape_inferred(model), tmp_path / "ours.onnx", **kwargs)
+    assert (tmp_path / "ours.onnx").read_bytes() == (tmp_path / "ort.onnx").read_bytes()
+
+
+@pytest.mark.parametrize("fuse_embed", [True, False])
+def test_optimize_pass_writes_what_the_ort_optimizer_writes(
+    fp32_export: Path, tmp_path: Path, fuse_embed: bool
+) -> None:
+    """The optimize pass sets the weights aside during shape inference: the fused graph is still byte for byte
+    ``optimize_model(model_type="bert", opt_level=0)``'s."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    from edgepack.passes.optimize import OptimizeConfig, OptimizePass
+
+    art = ModelArtifact(fp32_export, "feature-extraction", source_dir=fp32_export.parent)
+    qpass = OptimizePass(OptimizeConfig(fuse_embed_layer_norm=fuse_embed))
+    ours = qpass.run(art, PassContext(load("generic-x86_64"), tmp_path)).onnx_path
+    options = FusionOptions("bert")
+    options.enable_embed_layer_norm = fuse_embed
+    ort = optimize_model(
+        str(fp32_export), model_type="bert", num_heads=0, hidden_size=0, opt_level=0, optimization_options=options
+    )
+    ort.save_model_to_file(str(tmp_path / "ort.onnx"))
+    assert ours.read_bytes() == (tmp_path / "ort.onnx").read_bytes()
+    assert qpass.extra_params["fused"].get("Attention") == 6

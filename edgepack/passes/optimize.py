@@ -4,6 +4,8 @@ branches) for the rest, after pinning the inputs the task fixes (e.g. silero-vad
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,6 +57,7 @@ class OptimizePass(Pass[OptimizeConfig]):
         import onnx
 
         cfg: OptimizeConfig = self.config
+        self.extra_params = {}
         out = ctx.work_dir / "optimize" / "model.onnx"
         out.parent.mkdir(parents=True, exist_ok=True)
         model_type = hf_model_type(artifact.source_dir)
@@ -65,7 +68,8 @@ class OptimizePass(Pass[OptimizeConfig]):
             model = onnx.load(str(artifact.onnx_path))
             pinned = pin_inputs(model, cfg.pinned_inputs)
             method = self._fold(model, out)
-        self.extra_params = {"method": method, "model_type": model_type, "pinned": pinned}
+        # _transformer left the fused operator counts in extra_params: keep them in the pass log
+        self.extra_params = {"method": method, "model_type": model_type, "pinned": pinned, **self.extra_params}
         notes = dict(artifact.notes)
         notes["pinned_inputs"] = {k: cfg.pinned_inputs[k] for k in pinned}
         return ModelArtifact(onnx_path=out, task=artifact.task, source_dir=artifact.source_dir, notes=notes)
@@ -73,8 +77,8 @@ class OptimizePass(Pass[OptimizeConfig]):
     def _transformer(self, src: Path, out: Path, model_type: str, fuse_embed: bool) -> str:
         import logging
 
+        import onnx
         from onnxruntime.transformers.fusion_options import FusionOptions
-        from onnxruntime.transformers.optimizer import optimize_model
 
         logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
         # opt_level 0: only the Python fusions (Attention, SkipLayerNorm, BiasGelu…); ORT's own graph optimizations
@@ -82,9 +86,7 @@ class OptimizePass(Pass[OptimizeConfig]):
         try:
             options = FusionOptions("bert")
             options.enable_embed_layer_norm = fuse_embed
-            opt = optimize_model(
-                str(src), model_type="bert", num_heads=0, hidden_size=0, opt_level=0, optimization_options=options
-            )
+            opt = _fuse_bert(onnx.load(str(src)), options)
         except Exception as e:  # the fusion scripts raise assorted errors on graphs they do not understand
             raise PassError(
                 f"transformer optimizer failed on a {model_type} graph ({str(e)[:160]})",
@@ -106,3 +108,57 @@ class OptimizePass(Pass[OptimizeConfig]):
             raise PassError(f"constant folding failed ({str(e)[:160]})", "package with --task generic") from e
         onnx.save(folded, str(out))
         return "onnxscript.optimizer"
+
+
+# Node inputs whose *values* ORT's symbolic shape inference never reads (only their shapes): the weights.
+_SHAPE_ONLY_INPUTS = {"MatMul": {1}, "Gemm": {1}, "Gather": {0}, "Attention": {1}, "EmbedLayerNormalization": {2, 3, 4}}
+_LARGE_BYTES = 1 << 16
+
+
+@contextmanager
+def _weights_set_aside(model: Any) -> Iterator[None]:
+    """Take the raw bytes of the large weights out of ``model`` for the duration, and put them back.
+
+    ORT's symbolic shape inference copies the whole model three times per run, and the BERT fusions run it five
+    times: 15 copies of MiniLM's 90 MB of weights whose values it never reads (only their dims, which stay).
+    """
+    readers: dict[str, set[tuple[str, int]]] = {}
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            readers.setdefault(name, set()).add((node.op_type, i))
+    outputs = {o.name for o in model.graph.output}
+    aside: list[tuple[Any, bytes]] = []
+    for init in model.graph.initializer:
+        uses = readers.get(init.name)
+        if (
+            uses
+            and init.name not in outputs
+            and len(init.raw_data) >= _LARGE_BYTES
+            and all(i in _SHAPE_ONLY_INPUTS.get(op, ()) for op, i in uses)
+        ):
+            aside.append((init, init.raw_data))
+            init.ClearField("raw_data")
+    try:
+        yield
+    finally:
+        for init, data in aside:
+            init.raw_data = data
+
+
+def _fuse_bert(model: Any, options: Any) -> Any:
+    """``onnxruntime.transformers.optimizer.optimize_model(model_type="bert", opt_level=0)`` on a loaded model, with
+    the same fusions and result (tests/test_package.py compares the bytes), minus the weight copies above."""
+    import onnxruntime
+    from onnxruntime.transformers.onnx_model_bert import BertOnnxModel
+
+    class _Bert(BertOnnxModel):  # type: ignore[misc]
+        def infer_runtime_shape(self, dynamic_axis_mapping: Any = None, update: bool = False) -> Any:
+            with _weights_set_aside(self.model):
+                return super().infer_runtime_shape(dynamic_axis_mapping or {}, update)
+
+    opt = _Bert(model, 0, 0)
+    opt.optimize(options)
+    opt.topological_sort()
+    opt.model.producer_name = "onnxruntime.transformers"
+    opt.model.producer_version = onnxruntime.__version__
+    return opt

@@ -39,14 +39,16 @@ class ReferenceLike(Protocol):
     def metric_kinds(self) -> list[str]: ...
 
 
-def session(path: Path | str, threads: int = 1) -> Any:
+def session(model: Path | str | bytes, threads: int = 1) -> Any:
+    """An ORT CPU session on a model file or on a serialized model (no file written)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3  # ORT warns about unused initializers after surgery; not actionable for users
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
 
 
 def model_feed(sess: Any, feed: Feeds) -> Feeds:
@@ -138,11 +140,9 @@ def with_outputs(model: Any, names: Sequence[str]) -> Any:
     return copy
 
 
-def run_tensors(model: Any, names: Sequence[str], feeds: list[Feeds], path: Path) -> list[dict[str, np.ndarray]]:
-    import onnx
-
-    onnx.save(with_outputs(model, names), str(path))
-    sess = session(path, 2)
+def run_tensors(model: Any, names: Sequence[str], feeds: list[Feeds]) -> list[dict[str, np.ndarray]]:
+    # Serialized in memory: writing MiniLM's 90 MB probe to disk first costs more than the runs themselves.
+    sess = session(with_outputs(model, names).SerializeToString(), 2)
     want = list(dict.fromkeys(names))
     return [dict(zip(want, sess.run(want, model_feed(sess, f)), strict=True)) for f in feeds]
 
@@ -161,7 +161,7 @@ def weight_matmuls(model: Any, op_types: Sequence[str] = ("MatMul", "Attention")
     return out
 
 
-def smooth_activations(model: Any, feeds: list[Feeds], alpha: float, work: Path) -> int:
+def smooth_activations(model: Any, feeds: list[Feeds], alpha: float) -> int:
     """SmoothQuant (Xiao et al. 2023) in place: move activation outliers into the weights before int8.
 
     Per-tensor int8 activations lose the small channels next to BERT's few huge ones (MiniLM's worst cosine
@@ -175,7 +175,7 @@ def smooth_activations(model: Any, feeds: list[Feeds], alpha: float, work: Path)
     acts = sorted({n.input[0] for n in nodes})
     if not acts or not feeds:
         return 0
-    values = run_tensors(model, acts, feeds, work / "smooth_stats.onnx")
+    values = run_tensors(model, acts, feeds)
     inits = {i.name: i for i in model.graph.initializer}
     graph = model.graph
     for act in acts:
@@ -201,7 +201,7 @@ def smooth_activations(model: Any, feeds: list[Feeds], alpha: float, work: Path)
 
 
 def added_errors(
-    fp32_model: Any, quant_model: Any, nodes: Sequence[tuple[str, str, str]], feeds: list[Feeds], work: Path
+    fp32_model: Any, quant_model: Any, nodes: Sequence[tuple[str, str, str]], feeds: list[Feeds]
 ) -> dict[str, float]:
     """The relative error each node adds: err(output) - err(input), from one run of each model.
 
@@ -217,8 +217,8 @@ def added_errors(
     unmeasured = [name for name, i, o in nodes if o not in both or (i and i not in both)]
     nodes = [(name, i, o) for name, i, o in nodes if name not in unmeasured]
     tensors = sorted({t for _, i, o in nodes for t in (i, o) if t})
-    ref = run_tensors(fp32_model, tensors, feeds, work / "rank_fp32.onnx")
-    cand = run_tensors(quant_model, tensors, feeds, work / "rank_quant.onnx")
+    ref = run_tensors(fp32_model, tensors, feeds)
+    cand = run_tensors(quant_model, tensors, feeds)
 
     def rel(t: str) -> float:
         errs = []

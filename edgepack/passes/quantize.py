@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -151,26 +151,26 @@ class QuantizePass(Pass[QuantizeConfig]):
         calibration: list[dict[str, Any]],
     ) -> dict[str, Any]:
         import onnx
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization import QuantType
 
         from edgepack.passes import quant_static as qs
+        from edgepack.passes.quant_dynamic import quantize_dynamic_model, shape_inferred
 
         cfg: QuantizeConfig = self.config
         ctx.report("quantize: int8 dynamic", 0, None)
-        smoothed = qs.smooth_activations(model, calibration, cfg.smooth_alpha, work) if cfg.smooth_alpha else 0
-        prepared = work / "prepared.onnx"
-        onnx.save(model, str(prepared))
+        smoothed = qs.smooth_activations(model, calibration, cfg.smooth_alpha) if cfg.smooth_alpha else 0
         op_types = [t for t in ("MatMul", "Attention", "Gather", "EmbedLayerNormalization") if t not in cfg.exclude_ops]
         candidates = [n for n in _weighted_nodes(model, op_types) if n.name not in cfg.exclude_nodes]
+        inferred = shape_inferred(model)  # once for every build below
         builds = 0
 
         def build(fallback: list[str]) -> Path:
             nonlocal builds
             builds += 1
             path = work / f"dynamic_{builds}.onnx"
-            quantize_dynamic(
-                str(prepared),
-                str(path),
+            quantize_dynamic_model(
+                inferred,
+                path,
                 weight_type=QuantType[cfg.weight_type],
                 per_channel=cfg.per_channel,
                 reduce_range=cfg.reduce_range,
@@ -184,7 +184,7 @@ class QuantizePass(Pass[QuantizeConfig]):
             return path
 
         facts: dict[str, Any] = {"smoothed_activations": smoothed}
-        facts.update(self._with_fallback(model, prepared, build, candidates, out, work, ctx, gates, src))
+        facts.update(self._with_fallback(lambda: model, build, candidates, out, work, ctx, gates, src))
         return facts
 
     def _static(
@@ -220,7 +220,7 @@ class QuantizePass(Pass[QuantizeConfig]):
         # embedding table and the QKV projections are quantized (and run on int8 kernels).
         unfused = unfuse_embed_layernorm(model) if "Gather" not in cfg.exclude_ops else 0
         attention = unfuse_attention(model) if "Attention" not in cfg.exclude_ops else []
-        smoothed = qs.smooth_activations(model, calibration, cfg.smooth_alpha, work) if cfg.smooth_alpha else 0
+        smoothed = qs.smooth_activations(model, calibration, cfg.smooth_alpha) if cfg.smooth_alpha else 0
         fp32_prepared = work / "prepared_fp32.onnx"
         onnx.save(model, str(fp32_prepared))
         originals = {i.name: i for i in model.graph.initializer}
@@ -283,7 +283,9 @@ class QuantizePass(Pass[QuantizeConfig]):
             "int8_gathers": gathers,
             "calibration_samples": len(calibration),
         }
-        facts.update(self._with_fallback(model, fp32_prepared, build, candidates, out, work, ctx, gates, src))
+        facts.update(
+            self._with_fallback(lambda: onnx.load(str(fp32_prepared)), build, candidates, out, work, ctx, gates, src)
+        )
         return facts
 
     def _int4(
@@ -302,7 +304,7 @@ class QuantizePass(Pass[QuantizeConfig]):
             # (the AWQ observation); alpha 0.5 measured best on MiniLM (cosine 0.973 → 0.980 at the same size).
             if "Attention" not in cfg.exclude_ops:
                 unfuse_attention(model)
-            smoothed = qs.smooth_activations(model, calibration, cfg.int4_smooth_alpha, work)
+            smoothed = qs.smooth_activations(model, calibration, cfg.int4_smooth_alpha)
         facts = quantize_int4(
             model,
             out,
@@ -325,8 +327,7 @@ class QuantizePass(Pass[QuantizeConfig]):
 
     def _with_fallback(
         self,
-        model: Any,
-        fp32_path: Path,
+        fp32_model: Callable[[], Any],
         build: Any,
         candidates: list[Any],
         out: Path,
@@ -354,12 +355,12 @@ class QuantizePass(Pass[QuantizeConfig]):
         if cfg.fallback and cfg.mode in cfg.fallback_modes and not qs.gates_hold(results) and candidates:
             start = time.perf_counter()
             ctx.report("quantize: ranking nodes by the error they add", 0, None)
-            fp32 = onnx.load(str(fp32_path))
+            fp32 = fp32_model()
             floats = _float_tensors(fp32)
             # A node whose input is not a float activation (the embedding Gather reads ids) is ranked by the
             # error of its output alone.
             nodes = [(n.name, n.input[0] if n.input[0] in floats else "", n.output[0]) for n in candidates]
-            added = qs.added_errors(fp32, onnx.load(str(first)), nodes, evaluator.feeds[:16], work)
+            added = qs.added_errors(fp32, onnx.load(str(first)), nodes, evaluator.feeds[:16])
             costs = qs.weight_bytes(fp32, candidates)
             # Cheapest accuracy first (error per FP32 byte restored), then, if that fallback costs size, plain
             # worst-error-first: whichever passing model is smaller wins. Error per byte alone can miss a gate
