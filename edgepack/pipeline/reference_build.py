@@ -131,9 +131,11 @@ def _dim(d: Any) -> int | str:
 
 
 def build_reference(
-    task: str, model: Path, tokenizer_dir: Path | None, calibration: Path | None
+    task: str, model: Path, tokenizer_dir: Path | None, calibration: Path | None, session: Any = None
 ) -> tuple[ReferenceSet, list[dict[str, np.ndarray]]]:
-    session = make_session(model, threads=1)
+    """The reference set and calibration feeds; ``session``: a 1-thread session on ``model`` to run (one is made if
+    not given), so that the caller can time the FP32 model on it later without loading it again."""
+    session = session or make_session(model, threads=1)
     inputs, outputs = session_io(session)
     feeds, texts, calib = build_feeds(task, model, inputs, tokenizer_dir, calibration)
     name, post = compare_output(task, outputs, tokenizer_dir)
