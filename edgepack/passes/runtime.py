@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from edgepack.errors import ConfigError
@@ -16,6 +17,30 @@ class RuntimeConfig(PassConfig):
 
 def _version_tuple(v: str) -> tuple[int, ...]:
     return tuple(int(p) for p in v.split(".") if p.isdigit())
+
+
+def _reference_inputs(ctx: PassContext, artifact: ModelArtifact, dest: Path) -> list[dict[str, Path]] | None:
+    """The bundle's reference inputs as .npy files (input name → file), for verifying a minimal build with.
+
+    None when the pipeline made no reference set (the build then verifies on synthesized inputs).
+    """
+    if ctx.reference is None:
+        return None
+    import numpy as np
+
+    from edgepack.checks.inputs import model_io
+
+    names = {i.name for i in model_io(artifact.onnx_path)[0]}
+    dest.mkdir(parents=True, exist_ok=True)
+    samples: list[dict[str, Path]] = []
+    for k, sample in enumerate(ctx.reference.samples):
+        files: dict[str, Path] = {}
+        for j, (name, value) in enumerate(sorted(sample.feeds.items())):
+            if name in names:  # feeds the optimized model no longer takes (folded inputs) stay out
+                files[name] = dest / f"s{k:03d}.{j}.npy"
+                np.save(files[name], value)
+        samples.append(files)
+    return samples
 
 
 class RuntimePass(Pass[RuntimeConfig]):
@@ -47,7 +72,14 @@ class RuntimePass(Pass[RuntimeConfig]):
                 raise ConfigError(
                     "minimal ONNX Runtime builds are not available in this version", "use --runtime wheel"
                 ) from e
-            built = minimal.provide(ctx.profile, artifact.onnx_path, ctx.work_dir / "minimal", progress=ctx.progress)
+            work = ctx.work_dir / "minimal"
+            built = minimal.provide(
+                ctx.profile,
+                artifact.onnx_path,
+                work,
+                progress=ctx.progress,
+                inputs=_reference_inputs(ctx, artifact, work / "reference-inputs"),
+            )
             files.extend([built.library, *built.extra_libraries])
             version = built.ort_version
             artifact.ort_path = built.ort_model
@@ -58,6 +90,12 @@ class RuntimePass(Pass[RuntimeConfig]):
         sizes = sum(f.stat().st_size for f in files)
         budget = ctx.profile.budgets.max_runtime_mb
         self.extra_params = {"library_bytes": sizes, "files": [f.name for f in files]}
+        verification = artifact.notes.get("minimal_verification")
+        if verification is not None:
+            # What the built library was checked against, in the pass log. Peak RSS stays out: it varies run to
+            # run, and the manifest must not (bundles are byte-identical for identical inputs).
+            v = verification.as_dict()
+            self.extra_params["verification"] = {k: v[k] for k in ("max_abs_diff", "samples", "tolerance", "reference")}
         if budget is not None and sizes > budget * 1e6:
             raise ConfigError(
                 f"the {cfg.source} runtime is {sizes / 1e6:.1f} MB, over the profile's max_runtime_mb "

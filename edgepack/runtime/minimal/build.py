@@ -34,8 +34,11 @@ GNU_TRIPLET = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
 # Warnings GCC 14 raises on ORT 1.21 that its -Werror would turn into errors.
 _WNO = "-Wno-error=uninitialized -Wno-error=array-bounds -Wno-error=unused-variable -Wno-error=unused-but-set-variable"
 
+# Where the aarch64 build's static protobuf-lite is installed (inside the work folder, as the chroot sees it).
+PROTOBUF_PREFIX = "/ort/work/protobuf"
+
 # Part of the cache key: change any of these and a different library results.
-COMMON_FLAGS = [
+_BASE_FLAGS = [
     "-DCMAKE_BUILD_TYPE=Release",
     "-DFETCHCONTENT_FULLY_DISCONNECTED=ON",
     "-Dsafeint_SOURCE_DIR=/usr/include/safeint",
@@ -59,19 +62,37 @@ COMMON_FLAGS = [
     "-DCMAKE_BUILD_RPATH=$ORIGIN",
     f"-DCMAKE_C_FLAGS={_WNO}",
     f"-DCMAKE_CXX_FLAGS={_WNO}",
-    # Runs on glibc 2.36 / GCC 12's libstdc++ (Raspberry Pi OS Bookworm): the C23 strtol family comes from
-    # glibc_compat.c, and libstdc++ is linked in (hidden by ORT's version script) instead of needing GLIBCXX_3.4.32.
-    "-DCMAKE_SHARED_LINKER_FLAGS=/ort/work/glibc_compat.o -static-libstdc++ -static-libgcc",
 ]
-# Not cmake flags, but they change what is published: part of the cache key too.
-PACKAGING = ["edgepack:strip-unneeded", "edgepack:protobuf-lite=bookworm-3.21.12-3+deb12u1"]
-CROSS_FLAGS = {
+ARCH_FLAGS = {
+    # -O3 (Release) like Debian's x86_64 package, whose output it matches bit for bit (baseline x86-64 has no FMA,
+    # so the optimization level cannot change float results). Runs on glibc 2.36 / GCC 12's libstdc++ (Raspberry
+    # Pi OS Bookworm): the C23 strtol family comes from glibc_compat.c, libstdc++ is linked in (hidden by ORT's
+    # version script), and Debian 12's libprotobuf-lite.so.32 ships beside it.
+    "x86_64": ["-DCMAKE_SHARED_LINKER_FLAGS=/ort/work/glibc_compat.o -static-libstdc++ -static-libgcc"],
     "aarch64": [
+        "-DCMAKE_SHARED_LINKER_FLAGS=/ort/work/glibc_compat.o",
+        # -O2, as Debian built libonnxruntime1.21 for arm64 (the full ORT it is verified against): at -O3 GCC
+        # vectorizes the layer-norm variance loops as in-order reductions without fused multiply-add, Debian's
+        # -O2 code uses fmadd, and the 1-ulp differences flip int8 rounding downstream (0.05 max abs on MiniLM).
+        "-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG",
+        "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG",
+        # protobuf-lite built here as PIC static code and linked in: --gc-sections keeps only what ORT uses, so
+        # the library needs nothing beside it but libc/libm/libstdc++ (GLIBCXX ≤ 3.4.30, GCC 12's).
+        f"-DProtobuf_INCLUDE_DIR={PROTOBUF_PREFIX}/include",
+        f"-DProtobuf_LITE_LIBRARY_RELEASE={PROTOBUF_PREFIX}/lib/libprotobuf-lite.a",
+        f"-DProtobuf_LITE_LIBRARY_DEBUG={PROTOBUF_PREFIX}/lib/libprotobuf-lite.a",
         "-DCMAKE_TOOLCHAIN_FILE=/ort/work/toolchain-aarch64.cmake",
         "-DProtobuf_PROTOC_EXECUTABLE=/usr/bin/protoc",
         "-DONNX_CUSTOM_PROTOC_EXECUTABLE=/usr/bin/protoc",
-    ]
+    ],
 }
+# Not cmake flags, but they change what is published: part of the cache key too.
+PACKAGING = {
+    "x86_64": ["edgepack:strip-unneeded", "edgepack:protobuf-lite=bookworm-3.21.12-3+deb12u1"],
+    "aarch64": ["edgepack:strip-unneeded", "edgepack:protobuf-lite=static-pic-3.21.12-O2"],
+}
+# Architectures whose library needs Debian 12's libprotobuf-lite.so.32 shipped beside it.
+SHIPS_PROTOBUF = ("x86_64",)
 TOOLCHAIN_AARCH64 = """\
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
@@ -109,13 +130,13 @@ def check_arch(arch: str) -> None:
 
 def flags_for(arch: str) -> list[str]:
     check_arch(arch)
-    return COMMON_FLAGS + CROSS_FLAGS.get(arch, [])
+    return _BASE_FLAGS + ARCH_FLAGS[arch]
 
 
 def key_flags(arch: str) -> list[str]:
     """Everything about how the library is made that the cache key must cover (the linked-in shim included)."""
     shim = resources.files("edgepack.runtime.minimal").joinpath("glibc_compat.c").read_bytes()
-    return [*flags_for(arch), *PACKAGING, f"edgepack:glibc_compat.c={hashlib.sha256(shim).hexdigest()[:16]}"]
+    return [*flags_for(arch), *PACKAGING[arch], f"edgepack:glibc_compat.c={hashlib.sha256(shim).hexdigest()[:16]}"]
 
 
 def work_root() -> Path:
@@ -185,7 +206,10 @@ def compile_library(
         log=log,
         timeout=300,
     )
-    if tree.origin.startswith("user:") and not (tree.root / ".edgepack-prepared").is_file():
+    user_checkout = tree.origin.startswith("user:") and not (tree.root / ".edgepack-prepared").is_file()
+    if arch not in SHIPS_PROTOBUF and not user_checkout:
+        build_protobuf_lite(env, arch, work, log, progress)
+    if user_checkout:
         # An upstream checkout: ORT's own build script, which fetches the dependencies it pins (needs internet).
         if progress:
             progress("configure: tools/ci_build/build.py", 0, None)
@@ -204,7 +228,52 @@ def compile_library(
         log=log,
         timeout=300,
     )
-    return Compiled(stripped, sources.runtime_libs(arch), time.monotonic() - t0, steps)
+    extra = sources.runtime_libs(arch) if arch in SHIPS_PROTOBUF else []
+    return Compiled(stripped, extra, time.monotonic() - t0, steps)
+
+
+def build_protobuf_lite(env: BuildEnv, arch: str, work: Path, log: Path, progress: Progress | None) -> Path:
+    """``work/protobuf/lib/libprotobuf-lite.a``: protobuf-lite 3.21.12 as position-independent static code.
+
+    Built from Debian's pinned orig tarball with the same compiler and -O2 as the library, once per work folder
+    (ninja resumes an interrupted build; the archive appears under its final name only when complete).
+    """
+    prefix = work / "protobuf"
+    archive = prefix / "lib" / "libprotobuf-lite.a"
+    if archive.is_file():
+        return archive
+    tarball = sources.fetch_pinned(progress, pins=(sources.PROTOBUF_ORIG,))[sources.PROTOBUF_ORIG.name]
+    src = prefix / "src"
+    if not (src / "CMakeLists.txt").is_file():
+        if progress:
+            progress("protobuf-lite: extract", 0, None)
+        shutil.rmtree(src, ignore_errors=True)
+        staging = prefix / f"src.partial-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        sources.extract_single_dir(tarball, staging)
+        staging.rename(src)
+    # The headers the library compiles against must be this tree's (the archive's own version and patches).
+    include = prefix / "include"
+    if not include.exists():
+        include.symlink_to("src/src")
+    if progress:
+        progress("protobuf-lite: compile", 0, None)
+    toolchain = "-DCMAKE_TOOLCHAIN_FILE=/ort/work/toolchain-aarch64.cmake" if arch == "aarch64" else ""
+    env.run(
+        f"cmake -S {PROTOBUF_PREFIX}/src -B {PROTOBUF_PREFIX}/build -G Ninja {toolchain} -DCMAKE_BUILD_TYPE=Release "
+        "'-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG' '-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG' "
+        "'-DCMAKE_CXX_FLAGS=-ffunction-sections -fdata-sections' -DCMAKE_POSITION_INDEPENDENT_CODE=ON "
+        "-Dprotobuf_BUILD_TESTS=OFF -Dprotobuf_BUILD_PROTOC_BINARIES=OFF -Dprotobuf_BUILD_LIBPROTOC=OFF "
+        "-Dprotobuf_BUILD_SHARED_LIBS=OFF -Dprotobuf_WITH_ZLIB=OFF && "
+        f"ninja -C {PROTOBUF_PREFIX}/build -j{os.environ.get('EDGEPACK_BUILD_JOBS', '2')} libprotobuf-lite && "
+        f"mkdir -p {PROTOBUF_PREFIX}/lib && cp {PROTOBUF_PREFIX}/build/libprotobuf-lite.a {PROTOBUF_PREFIX}/lib/.a && "
+        f"mv {PROTOBUF_PREFIX}/lib/.a {PROTOBUF_PREFIX}/lib/libprotobuf-lite.a",
+        binds={"/ort/work": work},
+        log=log,
+        timeout=1800,
+    )
+    return archive
 
 
 def build_script_command(arch: str, jobs: str) -> str:

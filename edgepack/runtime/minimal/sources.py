@@ -83,7 +83,17 @@ ONNX_ORIG = PinnedFile(
     "8d5e983c36037003615e5a02d36b18fc286541bf52de1a78f6cf9f32005a820e",
     12475304,
 )
-PINNED = (ORT_ORIG, ORT_DEBIAN, ONNX_ORIG)
+# protobuf-lite, built from source as position-independent static code and linked into the aarch64 library (only
+# the few hundred bytes ORT uses survive --gc-sections); Debian's libprotobuf-lite.a is not PIC.
+PROTOBUF_ORIG = PinnedFile(
+    "protobuf_3.21.12.orig.tar.gz",
+    "protobuf",
+    "3.21.12-11+deb13u1",
+    "trixie",
+    "930c2c3b5ecc6c9c12615cf5ad93f1cd6e12d0aba862b572e076259970ac3a53",
+    5141502,
+)
+PINNED = (ORT_ORIG, ORT_DEBIAN, ONNX_ORIG, PROTOBUF_ORIG)
 
 
 @dataclass(frozen=True)
@@ -165,14 +175,17 @@ def parse_showsrc(text: str) -> dict[tuple[str, str], tuple[str, str]]:
     return out
 
 
-def fetch_pinned(progress: Progress | None = None, mirror: str = MIRROR) -> dict[str, Path]:
-    """Download (once) and verify the pinned Debian files; ``{file name: path}``."""
+def fetch_pinned(
+    progress: Progress | None = None, mirror: str = MIRROR, pins: tuple[PinnedFile, ...] | None = None
+) -> dict[str, Path]:
+    """Download (once) and verify the pinned Debian files (all of them, or ``pins``); ``{file name: path}``."""
+    pins = PINNED if pins is None else pins
     dest_dir = sources_dir()
     dest_dir.mkdir(parents=True, exist_ok=True)
-    have = {p.name: dest_dir / p.name for p in PINNED}
-    missing = [p for p in PINNED if not (have[p.name].is_file() and have[p.name].stat().st_size == p.size)]
+    have = {p.name: dest_dir / p.name for p in pins}
+    missing = [p for p in pins if not (have[p.name].is_file() and have[p.name].stat().st_size == p.size)]
     if not missing:
-        for p in PINNED:
+        for p in pins:
             if sha256_file(have[p.name]) != p.sha256:
                 raise SourceError(
                     f"cached source {have[p.name]} does not match its pinned sha256",
@@ -237,7 +250,7 @@ def prepared_debian_tree(progress: Progress | None = None) -> SourceTree:
     try:
         if progress:
             progress("extract sources", 0, 3)
-        _extract_single_dir(files[ORT_ORIG.name], staging)
+        extract_single_dir(files[ORT_ORIG.name], staging)
         with tempfile.TemporaryDirectory(prefix="edgepack-debian-") as tmp:
             with tarfile.open(files[ORT_DEBIAN.name]) as t:
                 t.extractall(tmp, filter="data")
@@ -246,7 +259,7 @@ def prepared_debian_tree(progress: Progress | None = None) -> SourceTree:
             progress("extract sources", 1, 3)
         onnx_dir = staging / "_onnx"
         onnx_dir.mkdir()
-        _extract_single_dir(files[ONNX_ORIG.name], onnx_dir)
+        extract_single_dir(files[ONNX_ORIG.name], onnx_dir)
         _patch(onnx_dir, staging / "cmake" / "patches" / "onnx" / "onnx.patch", required=True)
         apply_local_fixes(staging)
         if progress:
@@ -260,7 +273,7 @@ def prepared_debian_tree(progress: Progress | None = None) -> SourceTree:
     return tree
 
 
-def _extract_single_dir(archive: Path, dest: Path) -> None:
+def extract_single_dir(archive: Path, dest: Path) -> None:
     """Extract an archive whose members sit under one top folder, dropping that folder."""
     subprocess.run(["tar", "-xf", str(archive), "-C", str(dest), "--strip-components=1"], check=True, timeout=900)
 

@@ -2,14 +2,16 @@
 
 Both sides run the same ``.ort`` model on the same inputs through ``verifier.c`` (one binary, the library
 ``dlopen``ed): the minimal library on its own arch (aarch64 under qemu-user with the profile's CPU model, through
-binfmt in the chroot), full ORT 1.21 (Debian's ``libonnxruntime.so.1.21``, inside the chroot) on x86_64. A max abs
-difference above ``TOLERANCE`` is a failed build, reported with the numbers.
+binfmt in the chroot), and full ORT 1.21 of the same arch: Debian's ``libonnxruntime.so.1.21`` inside the chroot on
+x86_64, Debian's arm64 package under the same qemu CPU on aarch64. A max abs difference above ``TOLERANCE`` is a
+failed build, reported with the numbers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 import shutil
@@ -30,6 +32,18 @@ Progress = Callable[[str, float, "float | None"], None]
 TOLERANCE = 1e-5
 COMPILERS = {"x86_64": "gcc", "aarch64": "aarch64-linux-gnu-gcc"}
 FULL_ORT_IN_CHROOT = "/usr/lib/x86_64-linux-gnu/libonnxruntime.so.1.21.0"
+# Debian's full ORT 1.21 for arm64 and the libraries it needs that the chroot's cross setup lacks; fetched with
+# the chroot's apt (which checks each .deb against trixie's signed index) and unpacked beside the chroot.
+FULL_ORT_ARM64_DEBS = (
+    "libonnxruntime1.21:arm64",
+    "libxnnpack0.20241108:arm64",
+    "libpthreadpool0:arm64",
+    "libonnx1t64:arm64",
+    "libprotobuf32t64:arm64",
+    "libcpuinfo0:arm64",
+)
+FULL_ORT_ARM64_DIR = "/ort/full"
+FULL_ORT_ARM64_LIBS = f"{FULL_ORT_ARM64_DIR}/usr/lib/aarch64-linux-gnu"
 
 Sample = Mapping[str, Path]  # input name → .npy file
 
@@ -85,6 +99,52 @@ def verifier_binary(env: BuildEnv, tree: SourceTree, arch: str) -> Path:
         timeout=300,
     )
     return binary
+
+
+def full_ort_arm64(env: BuildEnv) -> tuple[Path, str]:
+    """Debian's arm64 ``libonnxruntime.so.1.21.0`` unpacked (once) under the cache: ``(folder, versions)``."""
+    out = cache_dir() / "ort-build" / "full-ort-arm64"
+    stamp = out / "versions.txt"
+    if stamp.is_file():
+        return out, stamp.read_text().strip()
+    staging = out.with_name(out.name + f".partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "debs").mkdir(parents=True)
+    try:
+        env.run(
+            "cd /ort/full/debs && apt-get -q download " + " ".join(FULL_ORT_ARM64_DEBS) + " && "
+            'for d in *.deb; do dpkg-deb -x "$d" /ort/full; done && '
+            "dpkg-deb -W --showformat='${Package} ${Version}' libonnxruntime1.21_*_arm64.deb > /ort/full/versions.txt",
+            binds={"/ort/full": staging},
+            timeout=900,
+        )
+        lib = staging / "usr" / "lib" / "aarch64-linux-gnu" / "libonnxruntime.so.1.21.0"
+        if not lib.is_file():
+            raise BuildError(
+                "Debian's arm64 libonnxruntime1.21 package holds no libonnxruntime.so.1.21.0",
+                f"delete {staging} and run again",
+            )
+        shutil.rmtree(staging / "debs")
+        shutil.rmtree(out, ignore_errors=True)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out, stamp.read_text().strip()
+
+
+def fake_cpu_sysfs() -> Path:
+    """A folder with only ``devices/system/cpu/{possible,present,online}`` (one CPU).
+
+    Debian's full ORT reads them through cpuinfo and aborts without them; the real /sys stays out of the chroot
+    (ORT segfaults under qemu-user when it can read it). CPU features still come from the qemu CPU's AT_HWCAP.
+    """
+    root = cache_dir() / "ort-build" / "fake-sysfs"
+    cpu = root / "devices" / "system" / "cpu"
+    if not (cpu / "online").is_file():
+        cpu.mkdir(parents=True, exist_ok=True)
+        for name in ("possible", "present", "online"):
+            (cpu / name).write_text("0\n")
+    return root
 
 
 def synthetic_inputs(model_onnx: Path, dest: Path, count: int = 4, seq_len: int = 16) -> list[Sample]:
@@ -166,6 +226,7 @@ def _run_side(
     side: str,
     sample_args: list[str],
     qemu_cpu: str | None,
+    library_path: str | None = None,
 ) -> int:
     out = run / side
     shutil.rmtree(out, ignore_errors=True)
@@ -173,6 +234,8 @@ def _run_side(
     shutil.copyfile(verifier, run / verifier.name)
     (run / verifier.name).chmod(0o755)
     prefix = f"QEMU_CPU={shlex.quote(qemu_cpu)} " if qemu_cpu else ""
+    if library_path:
+        prefix += f"LD_LIBRARY_PATH={shlex.quote(library_path)} "
     cmd = f"{prefix}/ort/run/{verifier.name} {shlex.quote(lib)} /ort/model.ort /ort/run/{side} 1 " + shlex.join(
         sample_args
     )
@@ -208,9 +271,28 @@ def verify(
     run_dir.mkdir(parents=True)
     args = _stage_inputs(samples, run_dir)
     if progress:
-        progress("verify: full ORT 1.21", 0, 2)
-    full_v = verifier_binary(env, tree, "x86_64")
-    rss_full = _run_side(env, full_v, FULL_ORT_IN_CHROOT, {}, ort_model, run_dir, "full", args, None)
+        progress("verify: full ORT 1.21" + (" (qemu)" if arch != "x86_64" else ""), 0, 2)
+    if arch == "x86_64":
+        full_v = verifier_binary(env, tree, "x86_64")
+        rss_full = _run_side(env, full_v, FULL_ORT_IN_CHROOT, {}, ort_model, run_dir, "full", args, None)
+        reference = "onnxruntime 1.21.0 full build (Debian libonnxruntime1.21, x86_64)"
+    else:
+        # Same arch, same CPU model: int8 kernels and float code paths differ between x86_64 and aarch64, so
+        # only Debian's own arm64 build of the same version is a fair reference.
+        full_dir, versions = full_ort_arm64(env)
+        rss_full = _run_side(
+            env,
+            verifier_binary(env, tree, arch),
+            f"{FULL_ORT_ARM64_LIBS}/libonnxruntime.so.1.21.0",
+            {FULL_ORT_ARM64_DIR: full_dir, "/sys": fake_cpu_sysfs()},
+            ort_model,
+            run_dir,
+            "full",
+            args,
+            qemu_cpu,
+            library_path=FULL_ORT_ARM64_LIBS,
+        )
+        reference = f"onnxruntime 1.21.0 full build (Debian {versions}, aarch64 under qemu {qemu_cpu or 'max'})"
     if progress:
         progress(f"verify: minimal {arch}" + (" (qemu)" if arch != "x86_64" else ""), 1, 2)
     min_v = verifier_binary(env, tree, arch)
@@ -246,7 +328,7 @@ def verify(
         samples=len(samples),
         outputs=per_output,
         tolerance=TOLERANCE,
-        reference="onnxruntime 1.21.0 full build (Debian libonnxruntime1.21, x86_64)",
+        reference=reference,
         arch=arch,
         cpu=qemu_cpu if arch != "x86_64" else None,
         peak_rss_kb={"minimal": rss_min, "full": rss_full},
