@@ -238,7 +238,7 @@ def test_in_memory_dynamic_quantizer_writes_what_quantize_dynamic_writes(
     from onnx import numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from edgepack.passes.quant_dynamic import quantize_dynamic_model, shape_inferred
+    from edgepack.passes.quant_dynamic import prepared, quantize_dynamic_model
 
     model = onnx.load(str(optimized))
     matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
@@ -258,7 +258,7 @@ def test_in_memory_dynamic_quantizer_writes_what_quantize_dynamic_writes(
         "extra_options": {"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
     }
     quantize_dynamic(str(src), str(tmp_path / "ort.onnx"), **kwargs)
-    quantize_dynamic_model(shape_inferred(model), tmp_path / "ours.onnx", **kwargs)
+    quantize_dynamic_model(prepared(model), tmp_path / "ours.onnx", **kwargs)
     assert (tmp_path / "ours.onnx").read_bytes() == (tmp_path / "ort.onnx").read_bytes()
 
 

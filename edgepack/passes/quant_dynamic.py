@@ -3,8 +3,8 @@
 Same quantizer, same settings, same saved bytes (tests/test_quantize.py compares them with ``quantize_dynamic``
 on a file), minus two costs that made up half of MiniLM's quantize pass:
 
-- the file round trip: ``quantize_dynamic`` takes a path, so the pass had to write the model (90 MB) and ORT then
-  wrote and read it again for shape inference; here shape inference runs in memory, once for every fallback build.
+- the file round trip and a redundant shape inference: ``quantize_dynamic`` takes a path, so the pass had to write
+  the model (90 MB), and ORT then wrote and read it again to infer shapes its quantizer infers once more anyway.
 - the per-channel weight loop: ORT computes scale, zero point and int8 values channel by channel in Python (20 000
   small numpy calls for MiniLM, ~1 s); :class:`_Quantizer` does the same arithmetic on whole weight matrices, in the
   same dtypes and order of operations, so every byte comes out the same.
@@ -16,19 +16,21 @@ from pathlib import Path
 from typing import Any
 
 
-def shape_inferred(model: Any) -> Any:
-    """What ``quantize_dynamic`` makes of a model file before quantizing it: ONNX shape inference plus ORT's
-    "inferred" mark."""
+def prepared(model: Any) -> Any:
+    """A copy of ``model`` as ``quantize_dynamic`` hands it to its quantizer, less the shape inference: the quantizer
+    runs ONNX shape inference again itself (after its own graph changes) and, from the model with or without the
+    first round's value_info, comes to the same model and bytes (tests/test_quantize.py compares them)."""
     import onnx
     from onnxruntime.quantization.quant_utils import add_infer_metadata
 
-    inferred = onnx.shape_inference.infer_shapes(model)
-    add_infer_metadata(inferred)
-    return inferred
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    add_infer_metadata(copy)  # the mark that tells ORT's base quantizer not to infer a first time
+    return copy
 
 
 def quantize_dynamic_model(
-    inferred: Any,
+    base: Any,
     output: Path,
     *,
     weight_type: Any,
@@ -38,13 +40,13 @@ def quantize_dynamic_model(
     nodes_to_exclude: list[str],
     extra_options: dict[str, Any],
 ) -> None:
-    """``quantize_dynamic(model, output, ...)`` for a model :func:`shape_inferred` returned (left unchanged)."""
+    """``quantize_dynamic(model, output, ...)`` for a model :func:`prepared` returned (left unchanged)."""
     import onnx
     from onnxruntime.quantization.quant_utils import QuantizationMode, QuantType
     from onnxruntime.quantization.quantize import update_opset_version
 
     model = onnx.ModelProto()
-    model.CopyFrom(inferred)  # the quantizer rewrites its model; each fallback build starts from the same one
+    model.CopyFrom(base)  # the quantizer rewrites its model; each fallback build starts from the same one
     model = update_opset_version(model, weight_type)
     quantizer = _quantizer_class()(
         model,

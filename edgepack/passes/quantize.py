@@ -154,14 +154,14 @@ class QuantizePass(Pass[QuantizeConfig]):
         from onnxruntime.quantization import QuantType
 
         from edgepack.passes import quant_static as qs
-        from edgepack.passes.quant_dynamic import quantize_dynamic_model, shape_inferred
+        from edgepack.passes.quant_dynamic import prepared, quantize_dynamic_model
 
         cfg: QuantizeConfig = self.config
         ctx.report("quantize: int8 dynamic", 0, None)
         smoothed = qs.smooth_activations(model, calibration, cfg.smooth_alpha) if cfg.smooth_alpha else 0
         op_types = [t for t in ("MatMul", "Attention", "Gather", "EmbedLayerNormalization") if t not in cfg.exclude_ops]
         candidates = [n for n in _weighted_nodes(model, op_types) if n.name not in cfg.exclude_nodes]
-        inferred = shape_inferred(model)  # once for every build below
+        base = prepared(model)  # once for every build below
         builds = 0
 
         def build(fallback: list[str]) -> Path:
@@ -169,7 +169,7 @@ class QuantizePass(Pass[QuantizeConfig]):
             builds += 1
             path = work / f"dynamic_{builds}.onnx"
             quantize_dynamic_model(
-                inferred,
+                base,
                 path,
                 weight_type=QuantType[cfg.weight_type],
                 per_channel=cfg.per_channel,
