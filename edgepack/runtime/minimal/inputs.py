@@ -25,7 +25,7 @@ def model_and_inputs(path: Path, dest: Path) -> tuple[Path, list[Sample] | None]
         if "model/model.onnx" not in names:
             raise SourceError(
                 f"bundle {path} has no model/model.onnx (only an .ort model), so its operators cannot be re-derived",
-                "pass the .onnx model the bundle was made from, or package it again with --runtime minimal-build",
+                "pass the .onnx model the bundle was made from, or a bundle packaged with --runtime wheel",
             )
         wanted = ["model/model.onnx", *sorted(n for n in names if n.startswith("reference/"))]
         for name in wanted:
