@@ -125,7 +125,9 @@ def test_runtime_pass_verifies_on_the_reference_inputs_the_model_takes(tmp_path)
 
     model = tmp_path / "m.onnx"
     _tiny_model(model)
-    feeds = [{"x": np.full((1, 4), k, np.float32), "sr": np.array(16000, np.int64)} for k in range(3)]
+    feeds: list[dict[str, np.ndarray]] = [
+        {"x": np.full((1, 4), k, np.float32), "sr": np.array(16000, np.int64)} for k in range(3)
+    ]
     ref = ReferenceSet("generic", "y", [ReferenceSample(f"s{k}", f) for k, f in enumerate(feeds)])
     ctx = PassContext(profile=load("rpi-5"), work_dir=tmp_path, reference=ref)
     got = _reference_inputs(ctx, ModelArtifact(onnx_path=model, task="generic"), tmp_path / "in")
