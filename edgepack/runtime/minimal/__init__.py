@@ -29,7 +29,7 @@ class MinimalRuntime:
     """A verified minimal ORT for one model and arch, plus the model files made by the same ORT version."""
 
     library: Path  # libonnxruntime.so.<ort_version> in the cache
-    extra_libs: list[Path]  # libraries it needs beside it at run time (libprotobuf-lite.so.32)
+    extra_libs: list[Path]  # libraries it needs beside it at run time (none from the Debian route: all linked in)
     ort_model: Path  # the model as .ort, made by ORT <ort_version>'s converter (in work_dir)
     required_operators: Path  # the operator config the library was built from (in work_dir)
     ort_version: str

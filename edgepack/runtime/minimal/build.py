@@ -34,7 +34,7 @@ GNU_TRIPLET = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
 # Warnings GCC 14 raises on ORT 1.21 that its -Werror would turn into errors.
 _WNO = "-Wno-error=uninitialized -Wno-error=array-bounds -Wno-error=unused-variable -Wno-error=unused-but-set-variable"
 
-# Where the aarch64 build's static protobuf-lite is installed (inside the work folder, as the chroot sees it).
+# Where the build's static protobuf-lite is installed (inside the work folder, as the chroot sees it).
 PROTOBUF_PREFIX = "/ort/work/protobuf"
 
 # Part of the cache key: change any of these and a different library results.
@@ -58,41 +58,37 @@ _BASE_FLAGS = [
     "-Donnxruntime_USE_FULL_PROTOBUF=OFF",
     "-Donnxruntime_DISABLE_EXCEPTIONS=ON",
     "-Donnxruntime_ENABLE_CPUINFO=OFF",
-    # The library finds the libraries shipped beside it (libprotobuf-lite) wherever the bundle is unpacked.
+    # A library shipped beside it (a user checkout's build may need one) is found wherever the bundle is unpacked.
     "-DCMAKE_BUILD_RPATH=$ORIGIN",
     f"-DCMAKE_C_FLAGS={_WNO}",
     f"-DCMAKE_CXX_FLAGS={_WNO}",
 ]
+_RECIPE = [
+    "-DCMAKE_SHARED_LINKER_FLAGS=/ort/work/glibc_compat.o",
+    # -O2, as Debian built the full ORT 1.21 each library is verified against: on aarch64 at -O3 GCC vectorizes the
+    # layer-norm variance loops as in-order reductions without fused multiply-add where Debian's -O2 code uses
+    # fmadd, and the 1-ulp differences flip int8 rounding downstream (0.05 max abs on MiniLM). (Baseline x86-64 has
+    # no FMA, so there the level cannot change results; -O2 is also smaller.)
+    "-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG",
+    "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG",
+    # protobuf-lite built here as PIC static code and linked in: --gc-sections keeps only what ORT uses, so the
+    # library needs nothing beside it but libc/libm/libstdc++ (GLIBCXX <= 3.4.30, GCC 12's: Raspberry Pi OS
+    # Bookworm), and the C23 strtol family comes from glibc_compat.c (glibc <= 2.36).
+    f"-DProtobuf_INCLUDE_DIR={PROTOBUF_PREFIX}/include",
+    f"-DProtobuf_LITE_LIBRARY_RELEASE={PROTOBUF_PREFIX}/lib/libprotobuf-lite.a",
+    f"-DProtobuf_LITE_LIBRARY_DEBUG={PROTOBUF_PREFIX}/lib/libprotobuf-lite.a",
+]
 ARCH_FLAGS = {
-    # -O3 (Release) like Debian's x86_64 package, whose output it matches bit for bit (baseline x86-64 has no FMA,
-    # so the optimization level cannot change float results). Runs on glibc 2.36 / GCC 12's libstdc++ (Raspberry
-    # Pi OS Bookworm): the C23 strtol family comes from glibc_compat.c, libstdc++ is linked in (hidden by ORT's
-    # version script), and Debian 12's libprotobuf-lite.so.32 ships beside it.
-    "x86_64": ["-DCMAKE_SHARED_LINKER_FLAGS=/ort/work/glibc_compat.o -static-libstdc++ -static-libgcc"],
+    "x86_64": _RECIPE,
     "aarch64": [
-        "-DCMAKE_SHARED_LINKER_FLAGS=/ort/work/glibc_compat.o",
-        # -O2, as Debian built libonnxruntime1.21 for arm64 (the full ORT it is verified against): at -O3 GCC
-        # vectorizes the layer-norm variance loops as in-order reductions without fused multiply-add, Debian's
-        # -O2 code uses fmadd, and the 1-ulp differences flip int8 rounding downstream (0.05 max abs on MiniLM).
-        "-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG",
-        "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG",
-        # protobuf-lite built here as PIC static code and linked in: --gc-sections keeps only what ORT uses, so
-        # the library needs nothing beside it but libc/libm/libstdc++ (GLIBCXX ≤ 3.4.30, GCC 12's).
-        f"-DProtobuf_INCLUDE_DIR={PROTOBUF_PREFIX}/include",
-        f"-DProtobuf_LITE_LIBRARY_RELEASE={PROTOBUF_PREFIX}/lib/libprotobuf-lite.a",
-        f"-DProtobuf_LITE_LIBRARY_DEBUG={PROTOBUF_PREFIX}/lib/libprotobuf-lite.a",
+        *_RECIPE,
         "-DCMAKE_TOOLCHAIN_FILE=/ort/work/toolchain-aarch64.cmake",
         "-DProtobuf_PROTOC_EXECUTABLE=/usr/bin/protoc",
         "-DONNX_CUSTOM_PROTOC_EXECUTABLE=/usr/bin/protoc",
     ],
 }
 # Not cmake flags, but they change what is published: part of the cache key too.
-PACKAGING = {
-    "x86_64": ["edgepack:strip-unneeded", "edgepack:protobuf-lite=bookworm-3.21.12-3+deb12u1"],
-    "aarch64": ["edgepack:strip-unneeded", "edgepack:protobuf-lite=static-pic-3.21.12-O2"],
-}
-# Architectures whose library needs Debian 12's libprotobuf-lite.so.32 shipped beside it.
-SHIPS_PROTOBUF = ("x86_64",)
+PACKAGING = ["edgepack:strip-unneeded", "edgepack:protobuf-lite=static-pic-3.21.12-O2"]
 TOOLCHAIN_AARCH64 = """\
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
@@ -136,7 +132,7 @@ def flags_for(arch: str) -> list[str]:
 def key_flags(arch: str) -> list[str]:
     """Everything about how the library is made that the cache key must cover (the linked-in shim included)."""
     shim = resources.files("edgepack.runtime.minimal").joinpath("glibc_compat.c").read_bytes()
-    return [*flags_for(arch), *PACKAGING[arch], f"edgepack:glibc_compat.c={hashlib.sha256(shim).hexdigest()[:16]}"]
+    return [*flags_for(arch), *PACKAGING, f"edgepack:glibc_compat.c={hashlib.sha256(shim).hexdigest()[:16]}"]
 
 
 def work_root() -> Path:
@@ -207,7 +203,7 @@ def compile_library(
         timeout=300,
     )
     user_checkout = tree.origin.startswith("user:") and not (tree.root / ".edgepack-prepared").is_file()
-    if arch not in SHIPS_PROTOBUF and not user_checkout:
+    if not user_checkout:  # (ORT's own build script builds and links its pinned protobuf itself)
         build_protobuf_lite(env, arch, work, log, progress)
     if user_checkout:
         # An upstream checkout: ORT's own build script, which fetches the dependencies it pins (needs internet).
@@ -228,8 +224,7 @@ def compile_library(
         log=log,
         timeout=300,
     )
-    extra = sources.runtime_libs(arch) if arch in SHIPS_PROTOBUF else []
-    return Compiled(stripped, extra, time.monotonic() - t0, steps)
+    return Compiled(stripped, [], time.monotonic() - t0, steps)
 
 
 def build_protobuf_lite(env: BuildEnv, arch: str, work: Path, log: Path, progress: Progress | None) -> Path:

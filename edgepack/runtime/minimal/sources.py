@@ -83,7 +83,7 @@ ONNX_ORIG = PinnedFile(
     "8d5e983c36037003615e5a02d36b18fc286541bf52de1a78f6cf9f32005a820e",
     12475304,
 )
-# protobuf-lite, built from source as position-independent static code and linked into the aarch64 library (only
+# protobuf-lite, built from source as position-independent static code and linked into the library (only
 # the few hundred bytes ORT uses survive --gc-sections); Debian's libprotobuf-lite.a is not PIC.
 PROTOBUF_ORIG = PinnedFile(
     "protobuf_3.21.12.orig.tar.gz",
@@ -352,86 +352,3 @@ def user_tree(path: Path) -> SourceTree:
     if onnx_dir is None and (path / "_onnx" / "onnx" / "onnx.proto").is_file():
         onnx_dir = path / "_onnx"
     return SourceTree(path, version, f"user:{path}", onnx_dir)
-
-
-# --- run-time libraries shipped beside the library ----------------------------------------------------------
-
-# protobuf-lite 3.21.12 from Debian 12 (bookworm): the same upstream version and soname the library is built
-# against in trixie, but needing only glibc 2.17 / libstdc++ from GCC 11, so it loads on Raspberry Pi OS
-# Bookworm (glibc 2.36). trixie's own copy needs GLIBC_2.38 and GLIBCXX_3.4.32.
-RUNTIME_DEBS = {
-    "x86_64": PinnedFile(
-        "libprotobuf-lite32_3.21.12-3+deb12u1_amd64.deb",
-        "protobuf",
-        "3.21.12-3+deb12u1",
-        "bookworm",
-        "441812aa574e1baa4435a9b62c34a39e0fc4177994ccfb35fab5a03ef6ef1e8d",
-        261772,
-    ),
-    "aarch64": PinnedFile(
-        "libprotobuf-lite32_3.21.12-3+deb12u1_arm64.deb",
-        "protobuf",
-        "3.21.12-3+deb12u1",
-        "bookworm",
-        "c854436ba2ebc40976fda685252908deeb6d41ce6a79e2b42d501ae8f6bcce1c",
-        240664,
-    ),
-}
-DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
-
-
-def runtime_libs(arch: str, mirror: str = MIRROR) -> list[Path]:
-    """``libprotobuf-lite.so.32`` for ``arch`` from bookworm, fetched once through apt (signed index) and extracted."""
-    pin = RUNTIME_DEBS[arch]
-    out = cache_dir() / "ort-build" / "runtime-libs" / f"{pin.version}-{arch}"
-    lib = out / "libprotobuf-lite.so.32"
-    if lib.is_file():
-        return [lib]
-    deb = sources_dir() / pin.name
-    if not (deb.is_file() and sha256_file(deb) == pin.sha256):
-        _apt_download(pin, arch, mirror)
-    staging = out.with_name(out.name + f".partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "x").mkdir(parents=True)
-    try:
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(staging / "x")], check=True, timeout=120)
-        found = sorted((staging / "x").glob("usr/lib/*/libprotobuf-lite.so.32.*"))
-        if not found:
-            raise SourceError(f"{pin.name} holds no libprotobuf-lite.so.32", f"delete {deb} and run again")
-        shutil.copyfile(found[0], staging / "libprotobuf-lite.so.32")
-        shutil.rmtree(staging / "x")
-        shutil.rmtree(out, ignore_errors=True)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return [lib]
-
-
-def _apt_download(pin: PinnedFile, arch: str, mirror: str) -> None:
-    """``apt-get download`` checks the .deb against the signed bookworm index; we check it against the pin too."""
-    base = cache_dir() / "ort-build" / "apt-bookworm"
-    for sub in ("lists/partial", "cache/archives/partial"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
-    (base / "sources.list").write_text(f"deb [arch=amd64,arm64 signed-by={KEYRING}] {mirror} {pin.suite} main\n")
-    opts = [*_apt_options(base), "-o", "APT::Architectures=amd64,arm64"]
-    upd = subprocess.run(["apt-get", "-q", *opts, "update"], capture_output=True, text=True, timeout=600)
-    if upd.returncode != 0:
-        raise SourceError(
-            f"cannot read Debian's signed {pin.suite} index from {mirror}",
-            "check the network or set EDGEPACK_DEBIAN_MIRROR",
-        )
-    dest_dir = sources_dir()
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    pkg = f"libprotobuf-lite32:{DEB_ARCH[arch]}={pin.version}"
-    r = subprocess.run(
-        ["apt-get", "-q", *opts, "download", pkg], capture_output=True, text=True, timeout=600, cwd=dest_dir
-    )
-    deb = dest_dir / pin.name
-    if r.returncode != 0 or not deb.is_file():
-        raise SourceError(
-            f"{pin.name} is gone from the Debian mirror ({r.stderr.strip()[-160:]})",
-            f"put the file (sha256 {pin.sha256[:16]}…) into {dest_dir}",
-        )
-    if sha256_file(deb) != pin.sha256:
-        deb.unlink()
-        raise SourceError(f"{pin.name} does not match its pinned sha256", "retry later or use --ort-source DIR")
