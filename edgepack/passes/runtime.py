@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from edgepack.errors import ConfigError
 from edgepack.passes.base import ModelArtifact, Pass, PassConfig, PassContext
@@ -51,6 +51,7 @@ class RuntimePass(Pass[RuntimeConfig]):
         cfg: RuntimeConfig = self.config
         files = []
         version: str | None = cfg.onnxruntime
+        verification: dict[str, Any] | None = None
         if cfg.source == "wheel":
             from edgepack.runtime.wheel import WHEEL_PLATFORM, fetch_library
 
@@ -84,18 +85,17 @@ class RuntimePass(Pass[RuntimeConfig]):
             version = built.ort_version
             artifact.ort_path = built.ort_model
             artifact.operators_config = built.operators_config
-            artifact.notes["minimal_verification"] = built.verification
+            verification = built.verification.as_dict()
         else:
             version = cfg.onnxruntime if cfg.source == "path" else None
         sizes = sum(f.stat().st_size for f in files)
         budget = ctx.profile.budgets.max_runtime_mb
         self.extra_params = {"library_bytes": sizes, "files": [f.name for f in files]}
-        verification = artifact.notes.get("minimal_verification")
         if verification is not None:
             # What the built library was checked against, in the pass log. Peak RSS stays out: it varies run to
             # run, and the manifest must not (bundles are byte-identical for identical inputs).
-            v = verification.as_dict()
-            self.extra_params["verification"] = {k: v[k] for k in ("max_abs_diff", "samples", "tolerance", "reference")}
+            keep = ("max_abs_diff", "samples", "tolerance", "reference")
+            self.extra_params["verification"] = {k: verification[k] for k in keep}
         if budget is not None and sizes > budget * 1e6:
             raise ConfigError(
                 f"the {cfg.source} runtime is {sizes / 1e6:.1f} MB, over the profile's max_runtime_mb "

@@ -270,11 +270,11 @@ def verify(
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     args = _stage_inputs(samples, run_dir)
+    verifier = verifier_binary(env, tree, arch)  # both sides run on the library's own arch
     if progress:
         progress("verify: full ORT 1.21" + (" (qemu)" if arch != "x86_64" else ""), 0, 2)
     if arch == "x86_64":
-        full_v = verifier_binary(env, tree, "x86_64")
-        rss_full = _run_side(env, full_v, FULL_ORT_IN_CHROOT, {}, ort_model, run_dir, "full", args, None)
+        rss_full = _run_side(env, verifier, FULL_ORT_IN_CHROOT, {}, ort_model, run_dir, "full", args, None)
         reference = "onnxruntime 1.21.0 full build (Debian libonnxruntime1.21, x86_64)"
     else:
         # Same arch, same CPU model: int8 kernels and float code paths differ between x86_64 and aarch64, so
@@ -282,7 +282,7 @@ def verify(
         full_dir, versions = full_ort_arm64(env)
         rss_full = _run_side(
             env,
-            verifier_binary(env, tree, arch),
+            verifier,
             f"{FULL_ORT_ARM64_LIBS}/libonnxruntime.so.1.21.0",
             {FULL_ORT_ARM64_DIR: full_dir, "/sys": fake_cpu_sysfs()},
             ort_model,
@@ -295,10 +295,9 @@ def verify(
         reference = f"onnxruntime 1.21.0 full build (Debian {versions}, aarch64 under qemu {qemu_cpu or 'max'})"
     if progress:
         progress(f"verify: minimal {arch}" + (" (qemu)" if arch != "x86_64" else ""), 1, 2)
-    min_v = verifier_binary(env, tree, arch)
     rss_min = _run_side(
         env,
-        min_v,
+        verifier,
         f"/ort/lib/{library_name}",
         {"/ort/lib": library_dir},
         ort_model,
